@@ -1,0 +1,3 @@
+"""Typer sub-commands. Each module has ``register(app)``, imports only light modules at
+import time (typer, rich) and loads torch/matplotlib inside the command body, so that
+``huberkl --help`` and ``huberkl interpret`` start fast."""

@@ -1,0 +1,7 @@
+"""`huberkl toy` (being built; registers nothing yet)."""
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to `app`."""

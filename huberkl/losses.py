@@ -1,0 +1,259 @@
+"""The paper's losses, as stable torch functions with thin ``nn.Module`` wrappers.
+
+Equation numbers refer to *An Alternative Probabilistic Interpretation of the Huber
+Loss* (restated in ``shared/reference/EQUATIONS.md``):
+
+- ``huber``            H_α(x), Eq. 4
+- ``smooth_l1``        H_β(x)/β, the frameworks' form (β = 0 is |x|)
+- ``kl_loss``          D_{α,β}(x) = (α·exp(−|x|/α) + |x| − α)/β, Eq. 16
+- ``laplace_kl``       KL(Laplace(µ1,b1) ‖ Laplace(µ2,b2)), Eq. 15 / 42
+- ``kl_loss_grad``     D'_{α,β}(x), Eq. 44
+- ``kl_loss_hess``     D''_{α,β}(x), Eq. 45
+- ``huber_lower_bound`` / ``huber_upper_bound``  D_{α,1/α} ≤ H_α ≤ D_{α/2,1/α}, Eq. 20
+
+Every function takes tensors of any shape, dtype and device; α and β may be floats or
+tensors that broadcast against ``x`` (per-coordinate parameters). Half-precision inputs
+are computed in float32 and cast back, because exp/expm1 of fp16 lose the digits that
+matter near x = 0.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+Reduction = Literal["none", "mean", "sum"]
+Scalar = float | int | Tensor
+
+# Beyond u = |x|/α = _U_MAX, α·exp(−u) is below float64 resolution of |x| − α, so u is
+# capped there: this keeps every branch (and its gradient w.r.t. α) finite for |x| ~ 1e30
+# and α ~ 1e-12, where |x|/α itself overflows float32.
+_U_MAX = 60.0
+# Below u = 1 the closed form α·expm1(−u) + |x| cancels catastrophically; the Taylor
+# series of e^{−u} − 1 + u = u²·Σ_k (−u)^k/(k+2)! is used there instead. 18 terms make
+# the truncation error < 1/20! ≈ 4e-19 relative on u ≤ 1.
+_SERIES_TERMS = 18
+# Horner in t = −u of Σ_k t^k/(k+2)! gives that series.
+_EXP_SERIES = [1.0 / math.factorial(k + 2) for k in range(_SERIES_TERMS)]
+# log1p series for r − 1 − log r with t = r − 1: Σ_{k≥2} (−1)^k t^k / k, used for |t| < 0.1.
+_LOG_SERIES = [(-1.0) ** k / k for k in range(2, 2 + _SERIES_TERMS)]
+
+
+def _check_positive(name: str, value: Scalar, allow_zero: bool = False) -> None:
+    """Raise ``ValueError`` naming ``name`` unless every entry is a positive number."""
+    bound = ">= 0" if allow_zero else "> 0"
+    if isinstance(value, bool) or not isinstance(value, (int, float, Tensor)):
+        raise ValueError(f"{name} must be a number {bound}, got {value!r}")
+    if isinstance(value, Tensor):
+        if not (value.is_floating_point() or value.dtype in (torch.int32, torch.int64)):
+            raise ValueError(f"{name} must be a real tensor, got dtype {value.dtype}")
+        bad = torch.isnan(value) | ((value < 0) if allow_zero else (value <= 0))
+        if bool(bad.any()):
+            raise ValueError(f"{name} must be {bound} everywhere, got {value[bad].flatten()[0].item()!r}")
+    elif math.isnan(value) or (value < 0 if allow_zero else value <= 0):
+        raise ValueError(f"{name} must be a number {bound}, got {value!r}")
+
+
+def _compute_dtype(x: Tensor) -> torch.dtype:
+    if not x.is_floating_point():
+        return torch.get_default_dtype()
+    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+
+
+def _as_tensor(value: Scalar, like: Tensor, dtype: torch.dtype) -> Tensor:
+    return torch.as_tensor(value, dtype=dtype, device=like.device)
+
+
+def _reduce(loss: Tensor, reduction: Reduction) -> Tensor:
+    if reduction == "none":
+        return loss
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    raise ValueError(f"reduction must be one of none|mean|sum, got {reduction!r}")
+
+
+def _horner(t: Tensor, coeffs: list[float]) -> Tensor:
+    acc = torch.full_like(t, coeffs[-1])
+    for c in reversed(coeffs[:-1]):
+        acc = acc * t + c
+    return acc
+
+
+def _exp_residual(x: Tensor, alpha: Tensor) -> Tensor:
+    """α·(e^{−|x|/α} − 1 + |x|/α) = α·expm1(−|x|/α) + |x|, exact to the last digit.
+
+    The two branches of ``torch.where`` are both evaluated (and differentiated), so each
+    is fed inputs clamped to its own range to stay finite.
+    """
+    ax = x.abs()
+    small = ax < alpha
+    # Series branch: v = x/α in [−1, 1]; written with v² (not |v|²) so that autograd's
+    # second derivative at x = 0 is the true 1/α (Appendix B), not 0.
+    v = torch.where(small, x, torch.zeros_like(x)) / alpha
+    series = alpha * v * v * _horner(v.abs().neg(), _EXP_SERIES)
+    # Closed-form branch: u capped at _U_MAX, |x| capped nowhere.
+    u = torch.where(small, torch.ones_like(ax), torch.minimum(ax / alpha, torch.full_like(ax, _U_MAX)))
+    closed = alpha * torch.expm1(-u) + torch.where(small, alpha, ax)
+    return torch.where(small, series, closed)
+
+
+
+def huber(x: Tensor, alpha: Scalar, reduction: Reduction = "none") -> Tensor:
+    """Huber loss H_α(x) (Eq. 4): x²/2 for |x| ≤ α, α(|x| − α/2) beyond.
+
+    Written as ½·c² + α(|x| − |c|) with c = clamp(x, −α, α): no branch squares a huge x.
+    """
+    _check_positive("alpha", alpha)
+    dtype = _compute_dtype(x)
+    xc = x.to(dtype)
+    a = _as_tensor(alpha, xc, dtype)
+    c = torch.maximum(torch.minimum(xc, a), -a)
+    loss = 0.5 * c * c + a * (xc.abs() - c.abs())
+    return _reduce(loss, reduction).to(x.dtype if x.is_floating_point() else dtype)
+
+
+def smooth_l1(x: Tensor, beta: Scalar, reduction: Reduction = "none") -> Tensor:
+    """Frameworks' smooth L1, H_β(x)/β; β = 0 is the α → 0 limit |x| (an L1 loss)."""
+    _check_positive("beta", beta, allow_zero=True)
+    dtype = _compute_dtype(x)
+    xc = x.to(dtype)
+    b = _as_tensor(beta, xc, dtype)
+    zero = b == 0
+    b_safe = torch.where(zero, torch.ones_like(b), b)
+    c = torch.maximum(torch.minimum(xc, b_safe), -b_safe)
+    sl1 = (0.5 * c * c) / b_safe + (xc.abs() - c.abs())
+    loss = torch.where(zero, xc.abs(), sl1)
+    return _reduce(loss, reduction).to(x.dtype if x.is_floating_point() else dtype)
+
+
+def kl_loss(x: Tensor, alpha: Scalar, beta: Scalar, reduction: Reduction = "none") -> Tensor:
+    """Proposed loss D_{α,β}(x) = (α·exp(−|x|/α) + |x| − α)/β (Eq. 16).
+
+    It is KL(Laplace(x*, α) ‖ Laplace(x̂, β)) up to the β-only terms when α = β (Eq. 15);
+    minimum 0 at x = 0; ≈ x²/(2αβ) near 0 and (|x| − α)/β far away (Eq. 17–19); α → 0
+    gives |x|/β.
+    """
+    _check_positive("alpha", alpha)
+    _check_positive("beta", beta)
+    dtype = _compute_dtype(x)
+    xc = x.to(dtype)
+    a = _as_tensor(alpha, xc, dtype)
+    b = _as_tensor(beta, xc, dtype)
+    loss = _exp_residual(xc, a) / b
+    return _reduce(loss, reduction).to(x.dtype if x.is_floating_point() else dtype)
+
+
+def kl_loss_grad(x: Tensor, alpha: Scalar, beta: Scalar) -> Tensor:
+    """D'_{α,β}(x) = sgn(x)·(1 − exp(−|x|/α))/β (Eq. 44); 0 at x = 0 (Appendix B)."""
+    _check_positive("alpha", alpha)
+    _check_positive("beta", beta)
+    dtype = _compute_dtype(x)
+    xc = x.to(dtype)
+    a = _as_tensor(alpha, xc, dtype)
+    b = _as_tensor(beta, xc, dtype)
+    return (-torch.sign(xc) * torch.expm1(-xc.abs() / a) / b).to(x.dtype if x.is_floating_point() else dtype)
+
+
+def kl_loss_hess(x: Tensor, alpha: Scalar, beta: Scalar) -> Tensor:
+    """D''_{α,β}(x) = exp(−|x|/α)/(αβ) (Eq. 45); 1/(αβ) at x = 0 (Appendix B)."""
+    _check_positive("alpha", alpha)
+    _check_positive("beta", beta)
+    dtype = _compute_dtype(x)
+    xc = x.to(dtype)
+    a = _as_tensor(alpha, xc, dtype)
+    b = _as_tensor(beta, xc, dtype)
+    return (torch.exp(-xc.abs() / a) / (a * b)).to(x.dtype if x.is_floating_point() else dtype)
+
+
+def huber_lower_bound(x: Tensor, alpha: Scalar, reduction: Reduction = "none") -> Tensor:
+    """D_{α,1/α}(x) ≤ H_α(x), the tightest lower bound of this family (Eq. 20, App. C)."""
+    _check_positive("alpha", alpha)
+    return kl_loss(x, alpha, 1.0 / alpha, reduction)
+
+
+def huber_upper_bound(x: Tensor, alpha: Scalar, reduction: Reduction = "none") -> Tensor:
+    """D_{α/2,1/α}(x) ≥ H_α(x), the tightest upper bound of this family (Eq. 20, App. C)."""
+    _check_positive("alpha", alpha)
+    return kl_loss(x, alpha / 2, 1.0 / alpha, reduction)
+
+
+def laplace_kl(mu1: Tensor, b1: Scalar, mu2: Tensor, b2: Scalar, reduction: Reduction = "none") -> Tensor:
+    """KL(Laplace(µ1, b1) ‖ Laplace(µ2, b2)) (Eq. 15 / 42), d = |µ1 − µ2|.
+
+    (b1·e^{−d/b1} + d)/b2 + log(b2/b1) − 1 is evaluated as
+    D_{b1,b2}(d) + (r − 1 − log r) with r = b1/b2: two non-negative terms, each stable.
+    """
+    _check_positive("b1", b1)
+    _check_positive("b2", b2)
+    mu1 = torch.as_tensor(mu1)
+    mu2 = torch.as_tensor(mu2, device=mu1.device)
+    dtype = _compute_dtype(mu1 if mu1.is_floating_point() else mu2)
+    d = mu1.to(dtype) - mu2.to(dtype)
+    p = _as_tensor(b1, d, dtype)
+    q = _as_tensor(b2, d, dtype)
+    t = p / q - 1.0
+    near = t.abs() < 0.1
+    t_near = torch.where(near, t, torch.zeros_like(t))
+    log_term = torch.where(near, t_near * t_near * _horner(t_near, _LOG_SERIES), t - torch.log1p(torch.where(near, torch.zeros_like(t), t)))
+    loss = _exp_residual(d, p) / q + log_term
+    out_dtype = mu1.dtype if mu1.is_floating_point() else dtype
+    return _reduce(loss, reduction).to(out_dtype)
+
+
+class HuberLoss(nn.Module):
+    """``nn.Module`` form of :func:`huber`; α may be a per-coordinate tensor."""
+
+    def __init__(self, alpha: Scalar = 1.0, reduction: Reduction = "mean") -> None:
+        super().__init__()
+        _check_positive("alpha", alpha)
+        self.alpha, self.reduction = alpha, reduction
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:  # noqa: A002 - torch's naming
+        return huber(input - target, self.alpha, self.reduction)
+
+
+class KLLoss(nn.Module):
+    """``nn.Module`` form of :func:`kl_loss`; the default β = 1/α makes it H_α's lower bound."""
+
+    def __init__(self, alpha: Scalar = 1.0, beta: Scalar | None = None, reduction: Reduction = "mean") -> None:
+        super().__init__()
+        _check_positive("alpha", alpha)
+        beta = 1.0 / alpha if beta is None else beta
+        _check_positive("beta", beta)
+        self.alpha, self.beta, self.reduction = alpha, beta, reduction
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:  # noqa: A002
+        return kl_loss(input - target, self.alpha, self.beta, self.reduction)
+
+
+class LaplaceKL(nn.Module):
+    """KL between a label distribution Laplace(target, b1) and a prediction Laplace(input, b2)."""
+
+    def __init__(self, b1: Scalar = 1.0, b2: Scalar = 1.0, reduction: Reduction = "mean") -> None:
+        super().__init__()
+        _check_positive("b1", b1)
+        _check_positive("b2", b2)
+        self.b1, self.b2, self.reduction = b1, b2, reduction
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:  # noqa: A002
+        return laplace_kl(target, self.b1, input, self.b2, self.reduction)
+
+
+__all__ = [
+    "HuberLoss",
+    "KLLoss",
+    "LaplaceKL",
+    "huber",
+    "huber_lower_bound",
+    "huber_upper_bound",
+    "kl_loss",
+    "kl_loss_grad",
+    "kl_loss_hess",
+    "laplace_kl",
+    "smooth_l1",
+]
