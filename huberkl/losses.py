@@ -20,13 +20,16 @@ matter near x = 0.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 Reduction = Literal["none", "mean", "sum"]
 Scalar = float | int | Tensor
+_INT_DTYPES = (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64)
 
 # Beyond u = |x|/α = _U_MAX, α·exp(−u) is below float64 resolution of |x| − α, so u is
 # capped there: this keeps every branch (and its gradient w.r.t. α) finite for |x| ~ 1e30
@@ -42,19 +45,45 @@ _EXP_SERIES = [1.0 / math.factorial(k + 2) for k in range(_SERIES_TERMS)]
 _LOG_SERIES = [(-1.0) ** k / k for k in range(2, 2 + _SERIES_TERMS)]
 
 
-def _check_positive(name: str, value: Scalar, allow_zero: bool = False) -> None:
-    """Raise ``ValueError`` naming ``name`` unless every entry is a positive number."""
+def _check_positive(name: str, value: object, allow_zero: bool = False) -> None:
+    """Raise ``ValueError`` naming ``name`` unless every entry is a finite number > 0.
+
+    Infinity is refused too: every formula here then yields ``inf − inf`` or ``0·inf``.
+    """
     bound = ">= 0" if allow_zero else "> 0"
-    if isinstance(value, bool) or not isinstance(value, (int, float, Tensor)):
-        raise ValueError(f"{name} must be a number {bound}, got {value!r}")
+    if isinstance(value, np.ndarray):
+        value = torch.as_tensor(value)
     if isinstance(value, Tensor):
-        if not (value.is_floating_point() or value.dtype in (torch.int32, torch.int64)):
+        if value.dtype.is_complex or value.dtype == torch.bool:
             raise ValueError(f"{name} must be a real tensor, got dtype {value.dtype}")
-        bad = torch.isnan(value) | ((value < 0) if allow_zero else (value <= 0))
+        v = value.detach()
+        bad = ~torch.isfinite(v) | ((v < 0) if allow_zero else (v <= 0))
         if bool(bad.any()):
-            raise ValueError(f"{name} must be {bound} everywhere, got {value[bad].flatten()[0].item()!r}")
-    elif math.isnan(value) or (value < 0 if allow_zero else value <= 0):
+            first = v[bad].flatten()[0].item()
+            raise ValueError(f"{name} must be finite and {bound} everywhere, got {first!r}")
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a number {bound}, got {value!r}")
+    f = float(value)
+    if not math.isfinite(f) or (f < 0 if allow_zero else f <= 0):
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+
+
+def _as_input(name: str, value: object) -> Tensor:
+    """``x`` (or ``mu``) as a tensor; numbers and arrays are accepted for convenience."""
+    if isinstance(value, Tensor):
+        if value.dtype.is_complex:
+            raise ValueError(f"{name} must be a real tensor, got dtype {value.dtype}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.ndarray, list, tuple)):
+        raise ValueError(f"{name} must be a tensor or a number, got {value!r}")
+    try:
+        t = torch.as_tensor(value if not isinstance(value, numbers.Real) else float(value))
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise ValueError(f"{name} must be a tensor or a number, got {value!r}") from exc
+    if not (t.is_floating_point() or t.dtype in _INT_DTYPES):
+        raise ValueError(f"{name} must be real numbers, got dtype {t.dtype}")
+    return t
 
 
 def _compute_dtype(x: Tensor) -> torch.dtype:
@@ -64,17 +93,23 @@ def _compute_dtype(x: Tensor) -> torch.dtype:
 
 
 def _as_tensor(value: Scalar, like: Tensor, dtype: torch.dtype) -> Tensor:
+    if isinstance(value, numbers.Real) and not isinstance(value, Tensor):
+        value = float(value)  # Fraction, numpy scalars
     return torch.as_tensor(value, dtype=dtype, device=like.device)
 
 
+def _check_reduction(reduction: str) -> None:
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(f"reduction must be one of none|mean|sum, got {reduction!r}")
+
+
 def _reduce(loss: Tensor, reduction: Reduction) -> Tensor:
+    _check_reduction(reduction)
     if reduction == "none":
         return loss
     if reduction == "mean":
         return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    raise ValueError(f"reduction must be one of none|mean|sum, got {reduction!r}")
+    return loss.sum()
 
 
 def _horner(t: Tensor, coeffs: list[float]) -> Tensor:
@@ -87,20 +122,36 @@ def _horner(t: Tensor, coeffs: list[float]) -> Tensor:
 def _exp_residual(x: Tensor, alpha: Tensor) -> Tensor:
     """α·(e^{−|x|/α} − 1 + |x|/α) = α·expm1(−|x|/α) + |x|, exact to the last digit.
 
-    The two branches of ``torch.where`` are both evaluated (and differentiated), so each
-    is fed inputs clamped to its own range to stay finite.
+    Three regions of u = |x|/α: a Taylor series for u < 1 (the closed form cancels),
+    the closed form for 1 ≤ u ≤ _U_MAX, and |x| − α beyond (e^{−u} below resolution).
+    ``torch.where`` evaluates and differentiates every branch, so each branch is fed an
+    input replaced by a harmless value outside its own region: |x|/α is never formed
+    where it could overflow (|x| = 1e30, α = 1e-12 in float32), which would turn the
+    gradient w.r.t. α into 0·inf = NaN.
     """
     ax = x.abs()
     small = ax < alpha
+    far = ax > _U_MAX * alpha
     # Series branch: v = x/α in [−1, 1]; written with v² (not |v|²) so that autograd's
     # second derivative at x = 0 is the true 1/α (Appendix B), not 0.
     v = torch.where(small, x, torch.zeros_like(x)) / alpha
     series = alpha * v * v * _horner(v.abs().neg(), _EXP_SERIES)
-    # Closed-form branch: u capped at _U_MAX, |x| capped nowhere.
-    u = torch.where(small, torch.ones_like(ax), torch.minimum(ax / alpha, torch.full_like(ax, _U_MAX)))
-    closed = alpha * torch.expm1(-u) + torch.where(small, alpha, ax)
-    return torch.where(small, series, closed)
+    # Closed-form branch on 1 <= u <= _U_MAX; elsewhere fed |x| = α (u = 1).
+    mid = ~(small | far)
+    ax_mid = torch.where(mid, ax, alpha)
+    closed = alpha * torch.expm1(-ax_mid / alpha) + ax_mid
+    # Asymptote (Eq. 18): α·e^{−u} < 1e-26·α, far below the resolution of |x| − α.
+    linear = ax - alpha
+    return torch.where(small, series, torch.where(far, linear, closed))
 
+
+def _prepare(x: object, reduction: str = "none") -> tuple[Tensor, torch.dtype, torch.dtype]:
+    """Validate ``x`` and ``reduction``; return x in its compute dtype and the output dtype."""
+    _check_reduction(reduction)
+    x = _as_input("x", x)
+    compute = _compute_dtype(x)
+    out = x.dtype if x.is_floating_point() else compute
+    return x.to(compute), compute, out
 
 
 def huber(x: Tensor, alpha: Scalar, reduction: Reduction = "none") -> Tensor:
@@ -109,26 +160,24 @@ def huber(x: Tensor, alpha: Scalar, reduction: Reduction = "none") -> Tensor:
     Written as ½·c² + α(|x| − |c|) with c = clamp(x, −α, α): no branch squares a huge x.
     """
     _check_positive("alpha", alpha)
-    dtype = _compute_dtype(x)
-    xc = x.to(dtype)
+    xc, dtype, out = _prepare(x, reduction)
     a = _as_tensor(alpha, xc, dtype)
     c = torch.maximum(torch.minimum(xc, a), -a)
     loss = 0.5 * c * c + a * (xc.abs() - c.abs())
-    return _reduce(loss, reduction).to(x.dtype if x.is_floating_point() else dtype)
+    return _reduce(loss, reduction).to(out)
 
 
 def smooth_l1(x: Tensor, beta: Scalar, reduction: Reduction = "none") -> Tensor:
     """Frameworks' smooth L1, H_β(x)/β; β = 0 is the α → 0 limit |x| (an L1 loss)."""
     _check_positive("beta", beta, allow_zero=True)
-    dtype = _compute_dtype(x)
-    xc = x.to(dtype)
+    xc, dtype, out = _prepare(x, reduction)
     b = _as_tensor(beta, xc, dtype)
     zero = b == 0
     b_safe = torch.where(zero, torch.ones_like(b), b)
     c = torch.maximum(torch.minimum(xc, b_safe), -b_safe)
     sl1 = (0.5 * c * c) / b_safe + (xc.abs() - c.abs())
     loss = torch.where(zero, xc.abs(), sl1)
-    return _reduce(loss, reduction).to(x.dtype if x.is_floating_point() else dtype)
+    return _reduce(loss, reduction).to(out)
 
 
 def kl_loss(x: Tensor, alpha: Scalar, beta: Scalar, reduction: Reduction = "none") -> Tensor:
@@ -140,49 +189,52 @@ def kl_loss(x: Tensor, alpha: Scalar, beta: Scalar, reduction: Reduction = "none
     """
     _check_positive("alpha", alpha)
     _check_positive("beta", beta)
-    dtype = _compute_dtype(x)
-    xc = x.to(dtype)
+    xc, dtype, out = _prepare(x, reduction)
     a = _as_tensor(alpha, xc, dtype)
     b = _as_tensor(beta, xc, dtype)
     loss = _exp_residual(xc, a) / b
-    return _reduce(loss, reduction).to(x.dtype if x.is_floating_point() else dtype)
+    return _reduce(loss, reduction).to(out)
 
 
 def kl_loss_grad(x: Tensor, alpha: Scalar, beta: Scalar) -> Tensor:
     """D'_{α,β}(x) = sgn(x)·(1 − exp(−|x|/α))/β (Eq. 44); 0 at x = 0 (Appendix B)."""
     _check_positive("alpha", alpha)
     _check_positive("beta", beta)
-    dtype = _compute_dtype(x)
-    xc = x.to(dtype)
+    xc, dtype, out = _prepare(x)
     a = _as_tensor(alpha, xc, dtype)
     b = _as_tensor(beta, xc, dtype)
-    return (-torch.sign(xc) * torch.expm1(-xc.abs() / a) / b).to(x.dtype if x.is_floating_point() else dtype)
+    # expm1 keeps 1 − e^{−u} exact for small u; u = inf (overflow) gives exactly 1.
+    return (-torch.sign(xc) * torch.expm1(-xc.abs() / a) / b).to(out)
 
 
 def kl_loss_hess(x: Tensor, alpha: Scalar, beta: Scalar) -> Tensor:
     """D''_{α,β}(x) = exp(−|x|/α)/(αβ) (Eq. 45); 1/(αβ) at x = 0 (Appendix B)."""
     _check_positive("alpha", alpha)
     _check_positive("beta", beta)
-    dtype = _compute_dtype(x)
-    xc = x.to(dtype)
+    xc, dtype, out = _prepare(x)
     a = _as_tensor(alpha, xc, dtype)
     b = _as_tensor(beta, xc, dtype)
-    return (torch.exp(-xc.abs() / a) / (a * b)).to(x.dtype if x.is_floating_point() else dtype)
+    # Divide twice: α·β alone underflows in float32 for α = β = 1e-20.
+    return (torch.exp(-xc.abs() / a) / a / b).to(out)
 
 
 def huber_lower_bound(x: Tensor, alpha: Scalar, reduction: Reduction = "none") -> Tensor:
     """D_{α,1/α}(x) ≤ H_α(x), the tightest lower bound of this family (Eq. 20, App. C)."""
     _check_positive("alpha", alpha)
+    alpha = float(alpha) if isinstance(alpha, numbers.Real) else alpha
     return kl_loss(x, alpha, 1.0 / alpha, reduction)
 
 
 def huber_upper_bound(x: Tensor, alpha: Scalar, reduction: Reduction = "none") -> Tensor:
     """D_{α/2,1/α}(x) ≥ H_α(x), the tightest upper bound of this family (Eq. 20, App. C)."""
     _check_positive("alpha", alpha)
+    alpha = float(alpha) if isinstance(alpha, numbers.Real) else alpha
     return kl_loss(x, alpha / 2, 1.0 / alpha, reduction)
 
 
-def laplace_kl(mu1: Tensor, b1: Scalar, mu2: Tensor, b2: Scalar, reduction: Reduction = "none") -> Tensor:
+def laplace_kl(
+    mu1: Tensor, b1: Scalar, mu2: Tensor, b2: Scalar, reduction: Reduction = "none"
+) -> Tensor:
     """KL(Laplace(µ1, b1) ‖ Laplace(µ2, b2)) (Eq. 15 / 42), d = |µ1 − µ2|.
 
     (b1·e^{−d/b1} + d)/b2 + log(b2/b1) − 1 is evaluated as
@@ -190,19 +242,38 @@ def laplace_kl(mu1: Tensor, b1: Scalar, mu2: Tensor, b2: Scalar, reduction: Redu
     """
     _check_positive("b1", b1)
     _check_positive("b2", b2)
-    mu1 = torch.as_tensor(mu1)
-    mu2 = torch.as_tensor(mu2, device=mu1.device)
-    dtype = _compute_dtype(mu1 if mu1.is_floating_point() else mu2)
+    _check_reduction(reduction)
+    mu1 = _as_input("mu1", mu1)
+    mu2 = _as_input("mu2", mu2).to(mu1.device)
+    if mu1.is_floating_point() or mu2.is_floating_point():
+        out_dtype = torch.promote_types(mu1.dtype, mu2.dtype)
+        out_dtype = out_dtype if out_dtype.is_floating_point else torch.get_default_dtype()
+    else:
+        out_dtype = torch.get_default_dtype()
+    dtype = _compute_dtype(torch.empty((), dtype=out_dtype))
     d = mu1.to(dtype) - mu2.to(dtype)
     p = _as_tensor(b1, d, dtype)
     q = _as_tensor(b2, d, dtype)
-    t = p / q - 1.0
+    # r − 1 − log r, r = b1/b2. Near r = 1, t = (b1 − b2)/b2 is exact to the last digit
+    # (b1 − b2 has no rounding error there) and the log1p series avoids the cancellation
+    # of t − log1p(t); elsewhere log r = log b1 − log b2 stays finite even when r itself
+    # rounds to 0 (b1 = 1e-12, b2 = 1 in float32).
+    t = (p - q) / q
     near = t.abs() < 0.1
     t_near = torch.where(near, t, torch.zeros_like(t))
-    log_term = torch.where(near, t_near * t_near * _horner(t_near, _LOG_SERIES), t - torch.log1p(torch.where(near, torch.zeros_like(t), t)))
+    series = t_near * t_near * _horner(t_near, _LOG_SERIES)
+    log_r = torch.log(p) - torch.log(q)
+    log_term = torch.where(near, series, t - log_r)
     loss = _exp_residual(d, p) / q + log_term
-    out_dtype = mu1.dtype if mu1.is_floating_point() else dtype
     return _reduce(loss, reduction).to(out_dtype)
+
+
+def _store(module: nn.Module, name: str, value: Scalar) -> None:
+    """Keep a tensor parameter on the module so ``.to(device)`` moves it (learnable if a Parameter)."""
+    if isinstance(value, Tensor) and not isinstance(value, nn.Parameter):
+        module.register_buffer(name, value)
+    else:
+        setattr(module, name, value)
 
 
 class HuberLoss(nn.Module):
@@ -211,7 +282,9 @@ class HuberLoss(nn.Module):
     def __init__(self, alpha: Scalar = 1.0, reduction: Reduction = "mean") -> None:
         super().__init__()
         _check_positive("alpha", alpha)
-        self.alpha, self.reduction = alpha, reduction
+        _check_reduction(reduction)
+        _store(self, "alpha", alpha)
+        self.reduction = reduction
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:  # noqa: A002 - torch's naming
         return huber(input - target, self.alpha, self.reduction)
@@ -220,12 +293,20 @@ class HuberLoss(nn.Module):
 class KLLoss(nn.Module):
     """``nn.Module`` form of :func:`kl_loss`; the default β = 1/α makes it H_α's lower bound."""
 
-    def __init__(self, alpha: Scalar = 1.0, beta: Scalar | None = None, reduction: Reduction = "mean") -> None:
+    def __init__(
+        self, alpha: Scalar = 1.0, beta: Scalar | None = None, reduction: Reduction = "mean"
+    ) -> None:
         super().__init__()
         _check_positive("alpha", alpha)
-        beta = 1.0 / alpha if beta is None else beta
+        if beta is None:
+            beta = 1.0 / (float(alpha) if isinstance(alpha, numbers.Real) else alpha)
+            if isinstance(beta, Tensor):
+                beta = beta.detach()
         _check_positive("beta", beta)
-        self.alpha, self.beta, self.reduction = alpha, beta, reduction
+        _check_reduction(reduction)
+        _store(self, "alpha", alpha)
+        _store(self, "beta", beta)
+        self.reduction = reduction
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:  # noqa: A002
         return kl_loss(input - target, self.alpha, self.beta, self.reduction)
@@ -238,7 +319,10 @@ class LaplaceKL(nn.Module):
         super().__init__()
         _check_positive("b1", b1)
         _check_positive("b2", b2)
-        self.b1, self.b2, self.reduction = b1, b2, reduction
+        _check_reduction(reduction)
+        _store(self, "b1", b1)
+        _store(self, "b2", b2)
+        self.reduction = reduction
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:  # noqa: A002
         return laplace_kl(target, self.b1, input, self.b2, self.reduction)
