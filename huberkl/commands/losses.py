@@ -1,7 +1,65 @@
-"""`huberkl losses` (being built; registers nothing yet)."""
+"""`huberkl losses`: Figure 1 of the paper (H_α between D_{α,1/α} and D_{α/2,1/α})."""
+
+from __future__ import annotations
+
+from typing import Annotated
 
 import typer
 
+from huberkl.commands._common import CfgFlag, OutOption, Overrides, setup
+
+AlphaOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--alpha",
+        help="Huber α of one row; repeat for more rows (default 0.1, 1, 10). Fractions like 1/9 work.",
+        show_default=False,
+    ),
+]
+
+
+def _alphas_override(values: list[str] | None) -> list[str]:
+    """``--alpha`` values -> the Hydra override ``losses.alphas=[...]`` (checked first)."""
+    if not values:
+        return []
+    from huberkl.errors import InputError
+    from huberkl.params import parse_number
+
+    numbers = []
+    for text in values:
+        try:
+            value = parse_number(text, "alpha")
+        except InputError:
+            raise InputError(
+                f"alpha must be a number > 0 (e.g. 0.1 or 1/9), got {text!r}"
+            ) from None
+        if value <= 0:
+            raise InputError(f"alpha must be a number > 0, got {text!r}")
+        numbers.append(repr(float(value)))
+    return [f"losses.alphas=[{','.join(numbers)}]"]
+
+
+def losses(
+    alpha: AlphaOption = None,
+    out: OutOption = None,
+    cfg: CfgFlag = False,
+    overrides: Overrides = None,
+) -> None:
+    """Draw Figure 1: H_α with its bounds D_{α,1/α}, D_{α/2,1/α} and their derivatives."""
+    run_cfg, out_dir = setup("losses", overrides, cfg, out, extra=_alphas_override(alpha))
+
+    from omegaconf import OmegaConf
+    from rich.console import Console
+
+    from huberkl import figure1
+
+    kwargs = OmegaConf.to_container(run_cfg.losses, resolve=True)
+    paths = figure1.write(out_dir, **kwargs)
+    console = Console()
+    for kind, path in paths.items():
+        console.print(f"[bold]{kind}[/bold] {path}")
+
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to `app`."""
+    """Add ``huberkl losses`` to ``app``."""
+    app.command("losses")(losses)
