@@ -20,6 +20,7 @@ COORDS = ("x", "y", "w", "h")
 LOSSES = ("huber", "l1", "kl")
 FORMS = ("smooth-l1", "huber")
 STAGES = ("proposal", "detection")
+PAPER_PRESETS = ("publication", "implementation", "exp-a", "exp-b", "exp-c")  # Table 1's order
 
 
 def parse_number(value: Any, name: str = "value") -> Fraction:
@@ -38,9 +39,13 @@ def parse_number(value: Any, name: str = "value") -> Fraction:
     try:
         return Fraction(text)
     except ZeroDivisionError:
-        raise InputError(f"{name} must be a number or fraction with non-zero denominator, got {text!r}") from None
+        raise InputError(
+            f"{name} must be a number or fraction with non-zero denominator, got {text!r}"
+        ) from None
     except ValueError:
-        raise InputError(f"{name} must be a number or fraction like 1/9 or 0.111, got {text!r}") from None
+        raise InputError(
+            f"{name} must be a number or fraction like 1/9 or 0.111, got {text!r}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,9 @@ class StageParams:
         if self.lam <= 0:
             raise InputError(f"lam must be > 0, got {self.lam}")
         if set(self.sigma) != set(COORDS):
-            raise InputError(f"sigma must have exactly the coordinates x, y, w, h, got {sorted(self.sigma)}")
+            raise InputError(
+                f"sigma must have exactly the coordinates x, y, w, h, got {sorted(self.sigma)}"
+            )
         for c, s in self.sigma.items():
             if s <= 0:
                 raise InputError(f"sigma_{c} must be > 0, got {s}")
@@ -81,12 +88,16 @@ class StageParams:
     def from_mapping(cls, data: Mapping[str, Any]) -> StageParams:
         unknown = set(data) - {"loss", "alpha", "lam", "sigma", "normaliser"}
         if unknown:
-            raise InputError(f"unknown stage key(s) {sorted(unknown)}; allowed: loss, alpha, lam, sigma, normaliser")
+            raise InputError(
+                f"unknown stage key(s) {sorted(unknown)}; allowed: loss, alpha, lam, sigma, normaliser"
+            )
         sigma_in = data.get("sigma", 1)
         if isinstance(sigma_in, Mapping):
             bad = set(sigma_in) - set(COORDS)
             if bad:
-                raise InputError(f"unknown coordinate(s) {sorted(bad)} in sigma; allowed: x, y, w, h")
+                raise InputError(
+                    f"unknown coordinate(s) {sorted(bad)} in sigma; allowed: x, y, w, h"
+                )
             sigma = {c: parse_number(sigma_in.get(c, 1), f"sigma_{c}") for c in COORDS}
         else:
             s = parse_number(sigma_in, "sigma")
@@ -135,11 +146,15 @@ class Preset:
             return self.stages[name]
         if len(self.stages) == 1:
             return next(iter(self.stages.values()))
-        raise InputError(f"preset {self.name!r} has no stage {name!r}; it has {', '.join(self.stages)}")
+        raise InputError(
+            f"preset {self.name!r} has no stage {name!r}; it has {', '.join(self.stages)}"
+        )
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> Preset:
-        stages = {str(k): StageParams.from_mapping(v) for k, v in dict(data.get("stages", {})).items()}
+        stages = {
+            str(k): StageParams.from_mapping(v) for k, v in dict(data.get("stages", {})).items()
+        }
         return cls(
             name=str(data.get("name", "custom")),
             stages=stages,
@@ -152,8 +167,7 @@ class Preset:
 def available_presets() -> list[str]:
     """Names of the presets in ``conf/params/``, in the paper's order first."""
     names = sorted(p.stem for p in PARAMS_DIR.glob("*.yaml"))
-    paper = ["publication", "implementation", "exp-a", "exp-b", "exp-c"]
-    return [n for n in paper if n in names] + [n for n in names if n not in paper]
+    return [n for n in PAPER_PRESETS if n in names] + [n for n in names if n not in PAPER_PRESETS]
 
 
 def load_preset(name: str) -> Preset:
