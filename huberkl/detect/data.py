@@ -223,6 +223,22 @@ class CocoDetection(Dataset):
         """Names in label order (label 1 first)."""
         return [self.coco.cats[c].get("name", str(c)) for c in self.cat_ids]
 
+    def stats(self) -> dict[str, Any]:
+        """Counts for logs: images, images without boxes, boxes per label (1..C), skipped."""
+        per_class = [0] * self.num_classes
+        empty = 0
+        for boxes, labels in self._targets.values():
+            empty += len(boxes) == 0
+            for label in labels.tolist():
+                per_class[label - 1] += 1
+        return {
+            "images": len(self.ids),
+            "images_without_boxes": empty,
+            "boxes": sum(per_class),
+            "boxes_per_class": dict(zip(self.category_names, per_class, strict=True)),
+            "skipped": dict(self.skipped),
+        }
+
     def set_epoch(self, epoch: int) -> None:
         """Choose this epoch's flips (deterministic, so resuming sees the same data)."""
         self.epoch = int(epoch)

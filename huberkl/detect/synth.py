@@ -190,17 +190,46 @@ def perturb_boxes(
     return np.stack([x0, y0, x1 - x0, y1 - y0], axis=1)
 
 
-def _check_args(images: int, val_images: int, size: int, noise: str, noise_scale: float) -> None:
-    if int(images) < 1:
+def _number(name: str, value: object, kind: type) -> int | float:
+    try:
+        if isinstance(value, bool) or (kind is int and float(value) != int(float(value))):
+            raise ValueError
+        return kind(value)
+    except (TypeError, ValueError):
+        raise InputError(
+            f"{name}={value!r}: must be {'an integer' if kind is int else 'a number'}"
+        ) from None
+
+
+def check_args(
+    images: object = 800,
+    size: object = 128,
+    seed: object = 0,
+    noise: object = "none",
+    noise_scale: object = 0.05,
+    val_images: object = 200,
+    **_: object,
+) -> dict:
+    """The arguments of :func:`synthesize`, converted and checked (InputError names the value)."""
+    args = {
+        "images": _number("images", images, int),
+        "size": _number("size", size, int),
+        "seed": _number("seed", seed, int),
+        "noise": noise,
+        "noise_scale": _number("noise_scale", noise_scale, float),
+        "val_images": _number("val_images", val_images, int),
+    }
+    if args["images"] < 1:
         raise InputError(f"images={images}: need at least 1 train image")
-    if int(val_images) < 1:
+    if args["val_images"] < 1:
         raise InputError(f"val_images={val_images}: need at least 1 val image")
-    if int(size) < 32:
+    if args["size"] < 32:
         raise InputError(f"size={size}: images must be at least 32 px")
     if noise not in NOISES:
         raise InputError(f"noise={noise!r}: allowed are {', '.join(NOISES)}")
-    if not (math.isfinite(noise_scale) and noise_scale >= 0):
+    if not (math.isfinite(args["noise_scale"]) and args["noise_scale"] >= 0):
         raise InputError(f"noise_scale={noise_scale}: must be a finite number >= 0")
+    return args
 
 
 def _write_json(path: Path, obj: dict) -> None:
@@ -212,6 +241,19 @@ def _write_json(path: Path, obj: dict) -> None:
 def _coco(info: dict, images: list[dict], anns: list[dict]) -> dict:
     cats = [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(CLASSES)]
     return {"info": info, "images": images, "annotations": anns, "categories": cats}
+
+
+def layout(out_dir: str | Path) -> dict[str, Path]:
+    """The paths of a synthetic set under ``out_dir`` (what :func:`synthesize` returns)."""
+    root = Path(out_dir)
+    return {
+        "root": root,
+        "train_images": root / "images" / "train",
+        "val_images": root / "images" / "val",
+        "train_ann": root / "annotations" / "instances_train.json",
+        "val_ann": root / "annotations" / "instances_val.json",
+        "train_clean_ann": root / "annotations" / "instances_train_clean.json",
+    }
 
 
 def synthesize(
@@ -231,18 +273,10 @@ def synthesize(
     arguments give bit-identical files and changing ``noise`` keeps the same images.
     ``progress(n)`` is called after every ``n`` images written.
     """
-    images, val_images, size, seed = int(images), int(val_images), int(size), int(seed)
-    noise_scale = float(noise_scale)
-    _check_args(images, val_images, size, noise, noise_scale)
-    root = Path(out_dir)
-    paths = {
-        "root": root,
-        "train_images": root / "images" / "train",
-        "val_images": root / "images" / "val",
-        "train_ann": root / "annotations" / "instances_train.json",
-        "val_ann": root / "annotations" / "instances_val.json",
-        "train_clean_ann": root / "annotations" / "instances_train_clean.json",
-    }
+    args = check_args(images, size, seed, noise, noise_scale, val_images)
+    images, size, seed, val_images = args["images"], args["size"], args["seed"], args["val_images"]
+    noise_scale = args["noise_scale"]
+    paths = layout(out_dir)
     for key in ("train_images", "val_images"):
         paths[key].mkdir(parents=True, exist_ok=True)
     paths["train_ann"].parent.mkdir(parents=True, exist_ok=True)
@@ -305,32 +339,16 @@ def ensure_synthesized(out_dir: str | Path, **kwargs) -> dict[str, Path]:
 
     For the trainer: ``ensure_synthesized(cfg.data.root, **cfg.data.synth)``.
     """
-    args = {
-        "images": 800,
-        "size": 128,
-        "seed": 0,
-        "noise": "none",
-        "noise_scale": 0.05,
-        "val_images": 200,
-    }
-    args.update({k: v for k, v in kwargs.items() if k != "progress"})
-    root = Path(out_dir)
-    ann = root / "annotations" / "instances_train.json"
-    if ann.is_file() and (root / "annotations" / "instances_val.json").is_file():
+    args = check_args(**kwargs)
+    paths = layout(out_dir)
+    ann = paths["train_ann"]
+    if ann.is_file() and paths["val_ann"].is_file():
         try:
             info = json.loads(ann.read_text()).get("info", {})
         except (json.JSONDecodeError, OSError):
             info = {}
         want = {k: args[k] for k in ("images", "size", "seed", "val_images", "noise")}
-        want = {k: (int(v) if k != "noise" else v) for k, v in want.items()}
-        scale = float(args["noise_scale"]) if args["noise"] != "none" else 0.0
+        scale = args["noise_scale"] if args["noise"] != "none" else 0.0
         if all(info.get(k) == v for k, v in want.items()) and info.get("noise_scale") == scale:
-            return {
-                "root": root,
-                "train_images": root / "images" / "train",
-                "val_images": root / "images" / "val",
-                "train_ann": ann,
-                "val_ann": root / "annotations" / "instances_val.json",
-                "train_clean_ann": root / "annotations" / "instances_train_clean.json",
-            }
-    return synthesize(root, progress=kwargs.get("progress"), **args)
+            return paths
+    return synthesize(out_dir, progress=kwargs.get("progress"), **args)
