@@ -1,0 +1,207 @@
+"""torchvision's detector stages with the box loss and box coder of a ``StageParams``.
+
+torchvision hard-codes the box loss of each stage (``beta=1/9`` in
+``RegionProposalNetwork.compute_loss`` and ``roi_heads.fastrcnn_loss``, ``_loss_type="l1"``
+in RetinaNet's regression head) and the RPN/RetinaNet box coder weights. These
+subclasses change only that, through the seams torchvision offers (a method, a module
+passed in, an attribute), and never patch torchvision's module-level functions:
+
+- ``HuberKLRPN``: ``compute_loss`` overridden; sampling, matching and normaliser (sampled
+  anchors) unchanged;
+- ``HuberKLRoIHeads``: the training branch of ``forward`` calls ``self.compute_loss``, a
+  copy of ``fastrcnn_loss`` with our box loss (normaliser: sampled RoIs); inference is
+  torchvision's own ``forward``;
+- ``HuberKLRegressionHead``: RetinaNet's regression head with ``compute_loss`` overridden
+  (normaliser: foreground anchors per image, then images).
+
+Loss-dict keys stay torchvision's (``loss_rpn_box_reg``, ``loss_box_reg``,
+``bbox_regression``), so with the ``torchvision-*`` presets the dicts equal stock ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.models.detection._utils import BoxCoder
+from torchvision.models.detection.retinanet import RetinaNetRegressionHead
+from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.models.detection.rpn import RegionProposalNetwork
+
+from huberkl.detect.boxloss import BoxLoss
+from huberkl.errors import InputError
+
+
+class HuberKLRPN(RegionProposalNetwork):
+    """RPN whose box loss and box coder come from the proposal stage's settings."""
+
+    def __init__(self, *args, box_loss: BoxLoss, box_coder: BoxCoder, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.box_loss = box_loss
+        self.box_coder = box_coder  # used for both target encoding and proposal decoding
+
+    @classmethod
+    def from_torchvision(
+        cls, rpn: RegionProposalNetwork, box_loss: BoxLoss, box_coder: BoxCoder
+    ) -> HuberKLRPN:
+        """Same anchor generator, head (weights included) and sampling settings as ``rpn``."""
+        out = cls(
+            rpn.anchor_generator,
+            rpn.head,
+            rpn.proposal_matcher.high_threshold,
+            rpn.proposal_matcher.low_threshold,
+            rpn.fg_bg_sampler.batch_size_per_image,
+            rpn.fg_bg_sampler.positive_fraction,
+            dict(rpn._pre_nms_top_n),
+            dict(rpn._post_nms_top_n),
+            rpn.nms_thresh,
+            score_thresh=rpn.score_thresh,
+            box_loss=box_loss,
+            box_coder=box_coder,
+        )
+        out.train(rpn.training)
+        return out
+
+    def compute_loss(
+        self,
+        objectness: Tensor,
+        pred_bbox_deltas: Tensor,
+        labels: list[Tensor],
+        regression_targets: list[Tensor],
+    ) -> tuple[Tensor, Tensor]:
+        """torchvision's RPN loss with ``self.box_loss`` in place of smooth L1 (beta 1/9)."""
+        sampled_pos_inds, sampled_neg_inds = self.fg_bg_sampler(labels)
+        sampled_pos_inds = torch.where(torch.cat(sampled_pos_inds, dim=0))[0]
+        sampled_neg_inds = torch.where(torch.cat(sampled_neg_inds, dim=0))[0]
+        sampled_inds = torch.cat([sampled_pos_inds, sampled_neg_inds], dim=0)
+        objectness = objectness.flatten()
+        labels_cat = torch.cat(labels, dim=0)
+        targets = torch.cat(regression_targets, dim=0)
+        box_loss = self.box_loss(pred_bbox_deltas[sampled_pos_inds], targets[sampled_pos_inds]) / (
+            sampled_inds.numel()
+        )
+        objectness_loss = F.binary_cross_entropy_with_logits(
+            objectness[sampled_inds], labels_cat[sampled_inds]
+        )
+        return objectness_loss, box_loss
+
+
+class HuberKLRoIHeads(RoIHeads):
+    """Box-only ROI heads whose box loss and box coder come from the detection stage."""
+
+    def __init__(self, *args, box_loss: BoxLoss, box_coder: BoxCoder, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.has_mask() or self.has_keypoint():
+            raise InputError(
+                "masks and keypoints are not supported by HuberKLRoIHeads (boxes only)"
+            )
+        self.box_loss = box_loss
+        self.box_coder = box_coder
+
+    @classmethod
+    def from_torchvision(
+        cls, heads: RoIHeads, box_loss: BoxLoss, box_coder: BoxCoder
+    ) -> HuberKLRoIHeads:
+        """Same pooling, box head, predictor (weights included) and sampling as ``heads``."""
+        out = cls(
+            heads.box_roi_pool,
+            heads.box_head,
+            heads.box_predictor,
+            heads.proposal_matcher.high_threshold,
+            heads.proposal_matcher.low_threshold,
+            heads.fg_bg_sampler.batch_size_per_image,
+            heads.fg_bg_sampler.positive_fraction,
+            box_coder.weights,
+            heads.score_thresh,
+            heads.nms_thresh,
+            heads.detections_per_img,
+            box_loss=box_loss,
+            box_coder=box_coder,
+        )
+        out.train(heads.training)
+        return out
+
+    def compute_loss(
+        self,
+        class_logits: Tensor,
+        box_regression: Tensor,
+        labels: list[Tensor],
+        regression_targets: list[Tensor],
+    ) -> tuple[Tensor, Tensor]:
+        """``roi_heads.fastrcnn_loss`` with ``self.box_loss``; divided by the sampled RoIs."""
+        labels_cat = torch.cat(labels, dim=0)
+        targets = torch.cat(regression_targets, dim=0)
+        classification_loss = F.cross_entropy(class_logits, labels_cat)
+        pos = torch.where(labels_cat > 0)[0]
+        labels_pos = labels_cat[pos]
+        n = class_logits.shape[0]
+        box_regression = box_regression.reshape(n, box_regression.size(-1) // 4, 4)
+        box_loss = self.box_loss(box_regression[pos, labels_pos], targets[pos]) / labels_cat.numel()
+        return classification_loss, box_loss
+
+    def forward(
+        self,
+        features: dict[str, Tensor],
+        proposals: list[Tensor],
+        image_shapes: list[tuple[int, int]],
+        targets: list[dict[str, Tensor]] | None = None,
+    ) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
+        if not self.training:
+            return super().forward(features, proposals, image_shapes, targets)
+        if targets is None:
+            raise ValueError("targets should not be None in training mode")
+        for t in targets:
+            if t["boxes"].dtype not in (torch.float, torch.double, torch.half):
+                raise TypeError(f"target boxes must be of float type, got {t['boxes'].dtype}")
+            if t["labels"].dtype != torch.int64:
+                raise TypeError(f"target labels must be of int64 type, got {t['labels'].dtype}")
+        proposals, _, labels, regression_targets = self.select_training_samples(proposals, targets)
+        box_features = self.box_roi_pool(features, proposals, image_shapes)
+        box_features = self.box_head(box_features)
+        class_logits, box_regression = self.box_predictor(box_features)
+        loss_classifier, loss_box_reg = self.compute_loss(
+            class_logits, box_regression, labels, regression_targets
+        )
+        return [], {"loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
+
+
+class HuberKLRegressionHead(RetinaNetRegressionHead):
+    """RetinaNet's regression head with the stage's box loss and box coder.
+
+    The model keeps a second coder (``RetinaNet.box_coder``) for decoding detections;
+    ``huberkl.detect.models`` points both at the same object.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_anchors: int,
+        norm_layer: Callable[..., torch.nn.Module] | None = None,
+        *,
+        box_loss: BoxLoss,
+        box_coder: BoxCoder,
+    ) -> None:
+        super().__init__(in_channels, num_anchors, norm_layer=norm_layer)
+        self.box_loss = box_loss
+        self.box_coder = box_coder
+
+    def compute_loss(
+        self,
+        targets: list[dict[str, Tensor]],
+        head_outputs: dict[str, Tensor],
+        anchors: list[Tensor],
+        matched_idxs: list[Tensor],
+    ) -> Tensor:
+        """Per image: loss over foreground anchors / their count; then the mean over images."""
+        bbox_regression = head_outputs["bbox_regression"]
+        total = bbox_regression.new_zeros(())
+        for target, pred, anchors_i, matched in zip(
+            targets, bbox_regression, anchors, matched_idxs, strict=True
+        ):
+            fg = torch.where(matched >= 0)[0]
+            gt = target["boxes"][matched[fg]]
+            encoded = self.box_coder.encode_single(gt, anchors_i[fg])
+            total = total + self.box_loss(pred[fg], encoded) / max(1, fg.numel())
+        return total / max(1, len(targets))
