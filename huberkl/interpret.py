@@ -71,7 +71,7 @@ def parse_coords(
     """
     parse = parse_scale if scale else parse_number
     if isinstance(value, Mapping):
-        items = {str(k).strip(): v for k, v in value.items()}
+        items = {str(k).strip(): v for k, v in value.items() if v is not None}
     elif isinstance(value, str) and "=" in value:
         items = {}
         for part in filter(None, (p.strip() for p in value.split(","))):
@@ -143,8 +143,8 @@ def settings_for(
     _check_form(form)
     if loss not in ("huber", "kl", "l1"):
         raise InputError(f"loss must be one of huber|kl|l1, got {loss!r}")
-    lab = _full(parse_coords(label, "label noise", scale=True), "label noise")
-    pred = _full(parse_coords(prediction, "prediction noise", scale=True), "prediction noise")
+    lab = _full(_coords_or_none(label, "label noise"), "label noise")
+    pred = _full(_coords_or_none(prediction, "prediction noise"), "prediction noise")
     for c in COORDS:
         if lab[c] < 0:
             raise InputError(f"label noise_{c} must be >= 0 (0 means an L1 loss), got {lab[c]}")
@@ -175,10 +175,18 @@ def settings_for(
     return StageParams(loss=loss, alpha=a, lam=lams["x"], sigma=sigma)
 
 
+def _coords_or_none(value: Any, name: str) -> dict[str, Fraction | None]:
+    if value is None:
+        return dict.fromkeys(COORDS)
+    return parse_coords(value, name, scale=True)
+
+
 def _full(values: dict[str, Fraction | None], name: str) -> dict[str, Fraction]:
     missing = [c for c in COORDS if values[c] is None]
     if missing:
-        raise InputError(f"{name} for {', '.join(missing)} not given; give all four or one value")
+        raise InputError(
+            f"{name} for {', '.join(missing)} not given; give one value or one per coordinate"
+        )
     return values  # type: ignore[return-value]
 
 
@@ -369,7 +377,10 @@ def _torchvision(s: dict[str, Any], head: str) -> str:
 
 
 def _detectron2(s: dict[str, Any], head: str) -> str:
-    beta, lam, w = s["beta"], s["weight"], _lst(s["coder_weights"])
+    beta, lam = s["beta"], s["weight"]
+    w = "[" + ", ".join(repr(float(v)) for v in s["coder_weights"]) + "]"
+    if any(_py(v) != repr(float(v)) for v in s["coder_weights"]):
+        w += "  # = [" + ", ".join(str(v) for v in s["coder_weights"]) + "]"
     section = {"rpn": "RPN", "roi": "ROI_BOX_HEAD", "retinanet": "RETINANET"}[head]
     beta_key = "SMOOTH_L1_LOSS_BETA" if head == "retinanet" else "SMOOTH_L1_BETA"
     lines = ["MODEL:", f"  {section}:"]
@@ -378,7 +389,7 @@ def _detectron2(s: dict[str, Any], head: str) -> str:
     lines += [
         "    BBOX_REG_LOSS_TYPE: smooth_l1",
         f"    {beta_key}: {_yaml(beta)}" + ("  # 0 = L1" if beta == 0 else ""),
-        f"    BBOX_REG_WEIGHTS: {w}  # 1/σ",
+        f"    BBOX_REG_WEIGHTS: {w}" + ("" if "#" in w else "  # 1/σ"),
     ]
     if head == "retinanet":
         if lam != 1:

@@ -96,7 +96,9 @@ def interpret(
     except ValueError as exc:  # InputError and friends: one line, exit 2 (as huberkl.cli does)
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         typer.echo(f"error: {msg}", err=True)
-        raise typer.Exit(2) from None
+        # SystemExit, not typer.Exit: with standalone_mode=False click returns Exit's code
+        # instead of raising it, and huberkl.cli.main drops that return value.
+        raise SystemExit(2) from None
 
 
 def _run(o: dict) -> None:
