@@ -35,7 +35,7 @@ def parse_number(value: Any, name: str = "value") -> Fraction:
         if value != value or value in (float("inf"), float("-inf")):
             raise InputError(f"{name} must be a finite number, got {value!r}")
         return Fraction(str(value))
-    text = str(value).strip()
+    text = str(value).strip().replace(" ", "")
     try:
         return Fraction(text)
     except ZeroDivisionError:
@@ -152,6 +152,11 @@ class Preset:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> Preset:
+        unknown = set(data) - {"name", "title", "source", "form", "stages"}
+        if unknown:
+            raise InputError(
+                f"unknown preset key(s) {sorted(unknown)}; allowed: name, title, source, form, stages"
+            )
         stages = {
             str(k): StageParams.from_mapping(v) for k, v in dict(data.get("stages", {})).items()
         }
@@ -162,6 +167,16 @@ class Preset:
             title=str(data.get("title", data.get("name", ""))),
             source=str(data.get("source", "")),
         )
+
+    def to_mapping(self) -> dict[str, Any]:
+        """The YAML schema of ``conf/params/*.yaml`` (numbers as exact strings)."""
+        return {
+            "name": self.name,
+            "title": self.title,
+            "source": self.source,
+            "form": self.form,
+            "stages": {k: v.to_mapping() for k, v in self.stages.items()},
+        }
 
 
 def available_presets() -> list[str]:
@@ -174,7 +189,8 @@ def load_preset(name: str) -> Preset:
     """Read ``conf/params/<name>.yaml``; an unknown name is an InputError listing the known ones."""
     import yaml
 
-    path = PARAMS_DIR / f"{name}.yaml"
-    if not path.is_file():
-        raise InputError(f"unknown preset {name!r}; allowed: {', '.join(available_presets())}")
-    return Preset.from_mapping(yaml.safe_load(path.read_text()))
+    known = available_presets()
+    if name not in known:
+        raise InputError(f"unknown preset {name!r}; allowed: {', '.join(known)}")
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: faster
+    return Preset.from_mapping(yaml.load((PARAMS_DIR / f"{name}.yaml").read_text(), Loader=loader))
