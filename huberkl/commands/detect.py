@@ -1,7 +1,175 @@
-"""`huberkl detect` (being built; registers nothing yet)."""
+"""`huberkl detect`: train, score and tabulate detectors with the paper's box-loss settings.
+
+``huberkl detect [OPTIONS] [OVERRIDES]`` trains (``train`` is the default sub-command);
+``huberkl detect evaluate --checkpoint PATH`` scores a checkpoint; ``huberkl detect
+summarize DIR`` prints Table 3/4 from a sweep. ``-m`` hands a sweep to Hydra's launchers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
+from typer.core import TyperGroup
+
+from huberkl.commands._common import CfgFlag, OutOption, Overrides, setup
+
+
+class DefaultCommandGroup(TyperGroup):
+    """A group that runs ``default`` when the first argument is not one of its sub-commands.
+
+    So ``huberkl detect params=exp-a`` means ``huberkl detect train params=exp-a``, while
+    ``huberkl detect --help`` still lists the sub-commands.
+    """
+
+    default = "train"
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        if not args or (args[0] not in self.commands and args[0] not in ctx.help_option_names):
+            args = [self.default, *args]
+        return super().parse_args(ctx, args)
+
+
+detect_app = typer.Typer(
+    cls=DefaultCommandGroup,
+    help="Faster R-CNN and RetinaNet with the paper's box-loss settings (Sec. 7). "
+    "Without a sub-command: train.",
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+MultirunFlag = Annotated[
+    bool,
+    typer.Option(
+        "--multirun",
+        "-m",
+        help="Sweep comma-separated overrides through Hydra's launcher "
+        "(e.g. params=implementation,exp-a hydra/launcher=submitit_local).",
+    ),
+]
+
+
+def _resume_dir(overrides: list[str]) -> Path | None:
+    """Where ``detect.resume=...`` continues when no --out is given."""
+    from huberkl.errors import InputError
+
+    value = next((o.split("=", 1)[1] for o in overrides if o.startswith("detect.resume=")), None)
+    if value is None or value.lower() in ("false", "no", "0", "null", ""):
+        return None
+    if value.lower() in ("true", "yes", "1"):
+        root = Path("outputs") / "detect"
+        found = sorted(root.glob("*/checkpoint.pt"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise InputError(f"detect.resume=true: no checkpoint under {root}/; pass --out DIR")
+        return found[-1].parent
+    path = Path(value)
+    return path if path.is_dir() else path.parent
+
+
+def train(
+    out: OutOption = None,
+    multirun: MultirunFlag = False,
+    cfg: CfgFlag = False,
+    overrides: Overrides = None,
+) -> None:
+    """Train a detector (config group ``detect``, box loss from ``params``) and score it on val."""
+    overrides = list(overrides or [])
+    if multirun:
+        from huberkl.detect.hydra_app import multirun as sweep
+
+        sweep(overrides, out)
+        return
+    if out is None:
+        out = _resume_dir(overrides)
+
+    from rich.console import Console
+
+    from huberkl import config
+    from huberkl.detect import dist, engine
+
+    run_cfg = config.compose(overrides)
+    if cfg:
+        typer.echo(config.to_yaml(run_cfg), nl=False)
+        raise typer.Exit(0)
+    info = dist.init(run_cfg.detect.device)
+    out_dir = None
+    if info.is_main:
+        out_dir = config.run_dir("detect", out)
+        config.save_run(run_cfg, out_dir, "detect", overrides)
+    out_dir = Path(dist.broadcast_object(str(out_dir) if out_dir else None))
+    console = Console(stderr=True, quiet=not info.is_main)
+    console.print(f"[dim]run folder {out_dir}[/]")
+    try:
+        result = engine.train(run_cfg, out_dir)
+    except engine.NonFiniteLossError as exc:
+        dist.destroy()
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if result.status == "interrupted":
+        console.print(
+            f"stopped at iteration {result.iteration}; checkpoint {out_dir / engine.CHECKPOINT}; "
+            f"continue with: huberkl detect --out {out_dir} detect.resume=true"
+        )
+        raise typer.Exit(130)
+
+
+@detect_app.command("evaluate")
+def evaluate(
+    checkpoint: Annotated[
+        Path, typer.Option("--checkpoint", help="checkpoint.pt (or its run folder) to score.")
+    ],
+    split: Annotated[str, typer.Option("--split", help="train or val.")] = "val",
+    out: OutOption = None,
+    cfg: CfgFlag = False,
+    overrides: Overrides = None,
+) -> None:
+    """Score a checkpoint with COCOeval (bbox): metrics.json and detections.json in --out.
+
+    Give the overrides the checkpoint was trained with (e.g. detect=retinanet); a
+    checkpoint of another architecture is refused.
+    """
+    from huberkl.errors import InputError
+
+    if split not in ("train", "val"):
+        raise InputError(f"--split must be train or val, got {split!r}")
+    run_cfg, out_dir = setup("detect-evaluate", overrides, cfg, out)
+
+    from rich.console import Console
+
+    from huberkl.detect import engine
+
+    metrics = engine.evaluate_checkpoint(run_cfg, checkpoint, split, out_dir)
+    if metrics:
+        Console().print(
+            f"AP {metrics['AP']:.3f}  AP50 {metrics['AP50']:.3f}  AP75 {metrics['AP75']:.3f}  "
+            f"({metrics['images']} images) -> {out_dir / engine.METRICS}"
+        )
+
+
+@detect_app.command("summarize")
+def summarize(
+    folder: Annotated[Path, typer.Argument(help="A sweep folder (searched recursively for runs).")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Where summary.csv and summary.md go (default: FOLDER)."),
+    ] = None,
+) -> None:
+    """Table 3/4: mAP at 0.5, 0.75 and 0.5:0.95 per setting, beside its noise scales."""
+    from rich.console import Console
+
+    from huberkl.detect.summarize import rich_table
+    from huberkl.detect.summarize import summarize as run
+
+    rows, out_dir = run(folder, out)
+    console = Console()
+    console.print(rich_table(rows))
+    console.print(f"[dim]{out_dir / 'summary.csv'}, {out_dir / 'summary.md'}[/]")
+
+
+detect_app.command("train")(train)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to `app`."""
+    """Add ``huberkl detect`` (a group whose default sub-command is ``train``) to ``app``."""
+    app.add_typer(detect_app, name="detect")

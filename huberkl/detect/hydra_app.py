@@ -1,0 +1,77 @@
+"""The ``hydra.main`` entry that ``huberkl detect --multirun`` hands its sweep to.
+
+Going through ``hydra.main`` (instead of looping over overrides ourselves) is what makes
+Hydra's launcher plugins work: the same sweep runs in-process (``basic``), as local
+subprocesses (``hydra/launcher=submitit_local``) or as SLURM jobs
+(``hydra/launcher=submitit_slurm``)::
+
+    huberkl detect -m params=publication,implementation,exp-a,exp-b,exp-c
+    huberkl detect -m hydra/launcher=submitit_slurm hydra.launcher.partition=gpu \\
+        hydra.launcher.gpus_per_node=1 detect=coco data=coco data.root=/datasets/coco \\
+        params=implementation,exp-a,exp-b,exp-c
+
+Each job trains in its own folder (``hydra.sweep.dir``/``hydra.sweep.subdir``, set in
+``conf/config.yaml``) and writes config.yaml and run.json there, as every command does.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+
+@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> float | None:
+    """One sweep job: train and score; returns AP so that optimising sweepers can use it."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from huberkl import config
+    from huberkl.detect import dist, engine
+
+    hc = HydraConfig.get()
+    out_dir = Path(hc.runtime.output_dir)
+    if dist.from_env()[0] == 0:
+        config.save_run(cfg, out_dir, "detect", list(hc.overrides.task))
+    result = engine.train(cfg, out_dir)
+    return result.metrics.get("AP")
+
+
+def sweep_points(overrides: Sequence[str]) -> list[list[str]]:
+    """The override lists of every job of the sweep (Hydra's own expansion of ``a=1,2``)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    from huberkl.errors import InputError
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException as exc:
+        raise InputError(f"bad override: {str(exc).strip().splitlines()[0]}") from None
+    batches = BasicSweeper.split_arguments(parsed, None)
+    return [job for batch in batches for job in batch]
+
+
+def multirun(overrides: Sequence[str], sweep_dir: str | Path | None = None) -> None:
+    """Check every job's overrides (one-line errors up front), then run ``main`` with ``-m``."""
+    from huberkl import config
+
+    for job in sweep_points(overrides):
+        config.compose(job)  # raises InputError naming the bad override
+    args = list(overrides)
+    if sweep_dir is not None:
+        args.append(f"hydra.sweep.dir={Path(sweep_dir)}")
+    argv = sys.argv
+    sys.argv = ["huberkl-detect", "--multirun", *args]
+    try:
+        main()
+    finally:
+        sys.argv = argv
+
+
+if __name__ == "__main__":
+    main()
