@@ -426,3 +426,12 @@ def test_preset_all_loads_no_heavy_modules() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "HEAVY []" in proc.stdout, proc.stdout[-300:]
+
+
+def test_cli_preset_fragments_pick_the_head_per_stage() -> None:
+    out = _run("--preset", "implementation", "--fragments")
+    assert "model.rpn.box_coder = BoxCoder(weights=(1.0, 1.0, 1.0, 1.0))" in out
+    assert "beta=1 / 9" in out  # the RPN's α = 1/9, exact in Python
+    assert "ROI_BOX_HEAD" in out and "target_stds=[0.1, 0.1, 0.2, 0.2]" in out
+    md = _run("--preset", "torchvision-retinanet", "--fragments", "--format", "markdown")
+    assert "```yaml" in md and "RETINANET" in md and "| x | 1 | 0 | 0 | wa | 1 |" in md

@@ -77,7 +77,9 @@ def interpret(
     ] = None,
     config: Annotated[
         bool,
-        typer.Option("--config", help="Also print torchvision/detectron2/mmdetection fragments."),
+        typer.Option(
+            "--fragments", help="Also print torchvision/detectron2/mmdetection config fragments."
+        ),
     ] = False,
     fmt: Annotated[
         str, typer.Option("--format", "-f", help="table | json | csv | markdown.")
