@@ -31,6 +31,27 @@ def _check_alphas(alphas: Sequence[float]) -> list[float]:
     return [float(a) for a in alphas]
 
 
+def validate(
+    alphas: Sequence[float] = (0.1, 1.0, 10.0),
+    span: float = 3.0,
+    num_points: int = 401,
+    x_max: float | None = None,
+    formats: Sequence[str] = ("png", "pdf"),
+    dpi: int = 150,
+) -> None:
+    """Check every argument of :func:`write` (ValueError naming the bad one), before any work."""
+    _check_alphas(alphas)
+    losses._check_positive("span", span)
+    if x_max is not None:
+        losses._check_positive("x_max", x_max)
+    if isinstance(num_points, bool) or not isinstance(num_points, int) or num_points < 2:
+        raise InputError(f"num_points must be an integer >= 2, got {num_points!r}")
+    if isinstance(formats, (str, bytes)) or not formats or any(f not in FORMATS for f in formats):
+        raise InputError(f"formats must be a list from {'|'.join(FORMATS)}, got {formats!r}")
+    if isinstance(dpi, bool) or not isinstance(dpi, int) or dpi <= 0:
+        raise InputError(f"dpi must be an integer > 0, got {dpi!r}")
+
+
 def compute(
     alphas: Sequence[float] = (0.1, 1.0, 10.0),
     span: float = 3.0,
@@ -44,16 +65,13 @@ def compute(
     Derivatives come from autograd through :mod:`huberkl.losses`, i.e. the same code a
     training loop differentiates.
     """
-    alphas = _check_alphas(alphas)
-    losses._check_positive("span", span)
-    if x_max is not None:
-        losses._check_positive("x_max", x_max)
-    if isinstance(num_points, bool) or not isinstance(num_points, int) or num_points < 2:
-        raise InputError(f"num_points must be an integer >= 2, got {num_points!r}")
+    validate(alphas, span, num_points, x_max)
+    alphas = [float(a) for a in alphas]
     blocks = []
     for a in alphas:
         half = float(x_max) if x_max is not None else float(span) * a
-        x = torch.linspace(-half, half, num_points, dtype=torch.float64, requires_grad=True)
+        x = torch.linspace(-half, half, num_points, dtype=torch.float64)
+        x = ((x - x.flip(0)) / 2).requires_grad_(True)  # exactly symmetric: x = 0 is on it
         values = {
             "huber": losses.huber(x, a),
             "lower": losses.huber_lower_bound(x, a),  # D_{α,1/α}
@@ -82,9 +100,7 @@ def plot(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    bad = [f for f in formats if f not in FORMATS]
-    if bad or not formats:
-        raise InputError(f"formats must be some of {'|'.join(FORMATS)}, got {list(formats)!r}")
+    validate(alphas=[1.0], formats=formats, dpi=dpi)
     alphas = list(dict.fromkeys(table["alpha"].tolist()))
     fig = Figure(figsize=(9.0, 2.6 * len(alphas)), layout="constrained")
     FigureCanvasAgg(fig)
@@ -134,6 +150,7 @@ def write(
     dpi: int = 150,
 ) -> dict[str, Path]:
     """Compute, save ``figure1.csv`` and draw ``figure1.<fmt>`` in ``out_dir``."""
+    validate(alphas, span, num_points, x_max, formats, dpi)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     table = compute(alphas, span, num_points, x_max)

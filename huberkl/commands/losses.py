@@ -45,15 +45,24 @@ def losses(
     cfg: CfgFlag = False,
     overrides: Overrides = None,
 ) -> None:
-    """Draw Figure 1: H_α with its bounds D_{α,1/α}, D_{α/2,1/α} and their derivatives."""
-    run_cfg, out_dir = setup("losses", overrides, cfg, out, extra=_alphas_override(alpha))
+    """Figure 1: H_α between its two KL bounds, and the derivatives."""
+    extra = _alphas_override(alpha)
+    run_cfg, _ = setup("losses", overrides, cfg, out, extra=extra, writes=False)
+
+    import inspect
 
     from omegaconf import OmegaConf
     from rich.console import Console
 
     from huberkl import figure1
+    from huberkl.errors import InputError
 
     kwargs = OmegaConf.to_container(run_cfg.losses, resolve=True)
+    unknown = sorted(set(kwargs) - set(inspect.signature(figure1.write).parameters) - {"out_dir"})
+    if unknown or "out_dir" in kwargs:
+        raise InputError(f"unknown key(s) in the losses config: {', '.join(unknown) or 'out_dir'}")
+    figure1.validate(**kwargs)  # bad settings fail before an output folder is made
+    _, out_dir = setup("losses", overrides, False, out, extra=extra)
     paths = figure1.write(out_dir, **kwargs)
     console = Console()
     for kind, path in paths.items():
