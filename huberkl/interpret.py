@@ -90,7 +90,8 @@ def parse_coords(
     bad = [k for k in items if k not in COORDS]
     if bad:
         raise InputError(f"unknown coordinate {bad[0]!r} in {name}; allowed: x, y, w, h")
-    return {c: parse(items[c], f"{name}_{c}") if c in items else default for c in COORDS}
+    sep = " " if " " in name else "_"  # sigma_x, but "label noise x"
+    return {c: parse(items[c], f"{name}{sep}{c}") if c in items else default for c in COORDS}
 
 
 # --------------------------------------------------------------------------- the mapping
@@ -147,9 +148,9 @@ def settings_for(
     pred = _full(_coords_or_none(prediction, "prediction noise"), "prediction noise")
     for c in COORDS:
         if lab[c] < 0:
-            raise InputError(f"label noise_{c} must be >= 0 (0 means an L1 loss), got {lab[c]}")
+            raise InputError(f"label noise {c} must be >= 0 (0 means an L1 loss), got {lab[c]}")
         if pred[c] <= 0:
-            raise InputError(f"prediction noise_{c} must be > 0, got {pred[c]}")
+            raise InputError(f"prediction noise {c} must be > 0, got {pred[c]}")
     a = None if alpha is None else parse_number(alpha, "alpha")
     zero = [c for c in COORDS if lab[c] == 0]
     if zero or loss == "l1":

@@ -195,7 +195,7 @@ def test_inverse_rejects_unreachable_scales() -> None:
         lib.settings_for("0,1,1,1", "1")
     with pytest.raises(InputError, match="alpha 0"):
         lib.settings_for("0", "1", alpha="1")
-    with pytest.raises(InputError, match="prediction noise_x must be > 0"):
+    with pytest.raises(InputError, match="prediction noise x must be > 0"):
         lib.settings_for("1", "0")
 
 

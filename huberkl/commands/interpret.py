@@ -160,7 +160,7 @@ def _coords(lib, noise: dict, prefix: str, name: str) -> dict:
     )
     for c in "xywh":
         if noise[f"{prefix}_{c}"] is not None:
-            base[c] = lib.parse_scale(noise[f"{prefix}_{c}"], f"{name}_{c}")
+            base[c] = lib.parse_scale(noise[f"{prefix}_{c}"], f"{name} {c}")
     return base
 
 
