@@ -91,6 +91,15 @@ def all_reduce_mean(values: torch.Tensor) -> torch.Tensor:
     return values
 
 
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every rank if ``flag`` is true on any (a signal seen by one rank stops all)."""
+    if not (tdist.is_available() and tdist.is_initialized()):
+        return bool(flag)
+    t = torch.tensor([float(flag)], device=device)
+    tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
 def gather_objects(obj: Any) -> list[Any]:
     """Every rank's ``obj`` on every rank, in rank order (``[obj]`` without DDP)."""
     if not (tdist.is_available() and tdist.is_initialized()):

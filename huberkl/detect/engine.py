@@ -16,6 +16,7 @@ On a CPU a resumed run ends with the same weights, bit for bit, as an uninterrup
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -246,6 +247,7 @@ def evaluate_model(
     if extra:
         metrics.update(extra)
     if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
         _write_json(out_dir / METRICS, metrics)
         _write_json(out_dir / DETECTIONS, rows)
     return metrics
@@ -374,12 +376,28 @@ def train(
     ``on_iteration(i, losses)`` is called after each completed iteration (tests use it to
     raise a signal at a chosen point). Raises :class:`NonFiniteLossError` on a NaN/inf loss.
     """
+    with _threads(cfg.detect.get("threads")):
+        return _train(cfg, Path(out_dir), on_iteration)
+
+
+@contextlib.contextmanager
+def _threads(n: int | None):
+    """``detect.threads`` intra-op threads for the duration (restored after: tests share a process)."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train(cfg: DictConfig, out_dir: Path, on_iteration) -> TrainResult:
     from rich.console import Console
 
     d = cfg.detect
-    out_dir = Path(out_dir)
     info = dist.init(d.device)
-    console = Console(stderr=True, quiet=not info.is_main)
+    console = Console(stderr=True, quiet=not info.is_main, soft_wrap=True)
     say = console.print
     t_start = time.perf_counter()
 
@@ -507,18 +525,13 @@ def train(
                     with torch.autocast(info.device.type, enabled=use_amp):
                         loss_dict = ddp_model(images, targets)
                     loss = sum(loss_dict.values())
-                    # One all-reduce carries the logged losses and the stop flag, so every
-                    # rank stops at the same iteration (a lone rank would hang the others).
+                    # Averaged over ranks: every rank sees the same values and stops together.
                     names = list(loss_dict)
                     vals = torch.stack(
-                        [
-                            loss.detach().float(),
-                            *[v.detach().float() for v in loss_dict.values()],
-                            torch.tensor(float(stop.signum > 0), device=info.device),
-                        ]
+                        [loss.detach().float(), *[v.detach().float() for v in loss_dict.values()]]
                     )
                     vals = dist.all_reduce_mean(vals).tolist()
-                    logged = {"loss": vals[0], **dict(zip(names, vals[1:-1], strict=True))}
+                    logged = {"loss": vals[0], **dict(zip(names, vals[1:], strict=True))}
                     if not all(math.isfinite(v) for v in logged.values()):
                         bad = ", ".join(f"{k}={v:.4g}" for k, v in logged.items())
                         where = (
@@ -555,7 +568,7 @@ def train(
                         )
                     if on_iteration is not None:
                         on_iteration(it, logged)
-                    stop_now = vals[-1] > 0
+                    stop_now = dist.any_rank(stop.signum > 0, info.device)
                     if stop_now or it == total or (d.ckpt_every and it % d.ckpt_every == 0):
                         save(it)
                         last_saved = it
@@ -600,27 +613,26 @@ def evaluate_checkpoint(
     d = cfg.detect
     info = dist.init(d.device)
     try:
-        state = ckpt.read_checkpoint(checkpoint)
-        ensure_dataset(cfg.data, info)
-        dataset = load_split(cfg.data, split, train=False)
-        model = make_model(cfg, int(dataset.num_classes))
-        arch = ckpt.architecture(model, int(dataset.num_classes))
-        ckpt.check_architecture(checkpoint, state["arch"], arch)
-        ckpt.load_model_state(model, state, checkpoint)
-        model.to(info.device)
-        return evaluate_model(
-            model,
-            dataset,
-            info,
-            out_dir if info.is_main else None,
-            batch_size=d.eval_batch_size,
-            workers=d.workers,
-            extra={
-                "iteration": int(state["iteration"]),
-                "split": split,
-                "checkpoint": str(checkpoint),
-            },
-        )
+        with _threads(d.get("threads")):
+            state = ckpt.read_checkpoint(checkpoint)
+            ensure_dataset(cfg.data, info)
+            dataset = load_split(cfg.data, split, train=False)
+            model = make_model(cfg, int(dataset.num_classes))
+            arch = ckpt.architecture(model, int(dataset.num_classes))
+            ckpt.check_architecture(checkpoint, state["arch"], arch)
+            ckpt.load_model_state(model, state, checkpoint)
+            model.to(info.device)
+            extra = {"iteration": int(state["iteration"]), "split": split}
+            extra["checkpoint"] = str(checkpoint)
+            return evaluate_model(
+                model,
+                dataset,
+                info,
+                out_dir if info.is_main else None,
+                batch_size=d.eval_batch_size,
+                workers=d.workers,
+                extra=extra,
+            )
     finally:
         dist.destroy()
 
