@@ -223,11 +223,13 @@ def test_analytic_derivatives_match_autograd(alpha, beta):
     assert_close(h, torch.exp(-xd.abs() / alpha) / (alpha * beta))
 
 
+@pytest.mark.parametrize("as_tensor", [False, True])
 @pytest.mark.parametrize("alpha,beta", [(1.0, 1.0), (0.3, 2.0), (1e-6, 5.0)])
-def test_second_derivative_at_zero_is_one_over_alpha_beta(alpha, beta):
+def test_second_derivative_at_zero_is_one_over_alpha_beta(alpha, beta, as_tensor):
     """Appendix B: D'' exists at 0 and equals 1/(αβ); autograd must agree (not 0)."""
     x = torch.zeros(1, dtype=F64, requires_grad=True)
-    (g,) = torch.autograd.grad(L.kl_loss(x, alpha, beta).sum(), x, create_graph=True)
+    a, b = (t64([alpha]), t64([beta])) if as_tensor else (alpha, beta)
+    (g,) = torch.autograd.grad(L.kl_loss(x, a, b).sum(), x, create_graph=True)
     (h,) = torch.autograd.grad(g.sum(), x)
     assert_close(g.detach(), t64([0.0]))
     assert_close(h, t64([1 / (alpha * beta)]))
@@ -342,14 +344,36 @@ def test_extreme_inputs_are_finite_in_value_and_gradient(dtype):
         }
         for name, y in outputs.items():
             assert torch.isfinite(y).all(), (name, alpha_value, y)
-            grads = torch.autograd.grad(y.sum(), (x, alpha), allow_unused=True)
+            uses_beta = name in ("kl_loss", "laplace_kl")
+            inputs = (x, alpha, beta) if uses_beta else (x, alpha)
+            grads = torch.autograd.grad(y.sum(), inputs)
             for g in grads:
-                assert g is not None and torch.isfinite(g).all(), (name, alpha_value, grads)
+                assert torch.isfinite(g).all(), (name, alpha_value, grads)
         for fn in (L.kl_loss_grad, L.kl_loss_hess):
             assert torch.isfinite(fn(x.detach(), alpha_value, 1.0)).all()
         # far from 0 the value is (|x| − α)/β to the precision of the dtype
         big = x.detach()[[0, -1]]
         assert_close(L.kl_loss(big, alpha_value, 1.0), big.abs() - alpha_value)
+
+
+@pytest.mark.parametrize("alpha,beta", [(1e-12, 1.0), (0.1, 10.0), (1.0, 1.0), (10.0, 0.1)])
+def test_float32_is_float64_rounded(alpha, beta):
+    """float32 keeps its ~1e-7 relative precision everywhere, down to x = 1e-6·α."""
+    x64 = grid(alpha).to(torch.float32).to(F64)  # the same inputs in both dtypes
+    x32 = x64.to(torch.float32)
+    tol = dict(rtol=4e-7, atol=0.0)
+    assert_close(L.kl_loss(x32, alpha, beta).to(F64), L.kl_loss(x64, alpha, beta), **tol)
+    assert_close(L.kl_loss_grad(x32, alpha, beta).to(F64), L.kl_loss_grad(x64, alpha, beta), **tol)
+    # e^{−u}, u = |x|/α, has condition number u, and is subnormal in float32 beyond u ≈ 87:
+    # allow (2 + u) roundings, and an absolute error far below the peak 1/(αβ).
+    got, ref = L.kl_loss_hess(x32, alpha, beta).to(F64), L.kl_loss_hess(x64, alpha, beta)
+    u = x64.abs() / alpha
+    scaled = (got - ref).abs() / (ref.abs() * (2 + u) + 1e-30 / (alpha * beta))
+    assert float(scaled.max()) <= 2**-23, float(scaled.max())
+    z32, z64 = torch.zeros_like(x32), torch.zeros_like(x64)
+    assert_close(
+        L.laplace_kl(x32, alpha, z32, beta).to(F64), L.laplace_kl(x64, alpha, z64, beta), **tol
+    )
 
 
 def test_float32_far_apart_scales_in_laplace_kl_stay_finite():
