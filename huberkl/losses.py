@@ -14,7 +14,9 @@ Loss* (restated in ``shared/reference/EQUATIONS.md``):
 Every function takes tensors of any shape, dtype and device; α and β may be floats or
 tensors that broadcast against ``x`` (per-coordinate parameters). Half-precision inputs
 are computed in float32 and cast back, because exp/expm1 of fp16 lose the digits that
-matter near x = 0.
+matter near x = 0. Parameters may also be numpy scalars or ``Fraction`` (``"1/9"`` presets).
+Bad input (α, β ≤ 0, NaN, ±inf, a non-number) raises ``ValueError`` whose message starts
+with the parameter's name.
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ Reduction = Literal["none", "mean", "sum"]
 Scalar = float | int | Tensor
 _INT_DTYPES = (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64)
 
-# Beyond u = |x|/α = _U_MAX, α·exp(−u) is below float64 resolution of |x| − α, so u is
-# capped there: this keeps every branch (and its gradient w.r.t. α) finite for |x| ~ 1e30
-# and α ~ 1e-12, where |x|/α itself overflows float32.
+# Beyond u = |x|/α = _U_MAX, α·exp(−u) is below float64 resolution of |x| − α, so the
+# loss is |x| − α there and |x|/α is never formed: it overflows float32 for |x| ~ 1e30,
+# α ~ 1e-12, and an inf inside a torch.where branch makes the gradient w.r.t. α NaN.
 _U_MAX = 60.0
 # Below u = 1 the closed form α·expm1(−u) + |x| cancels catastrophically; the Taylor
 # series of e^{−u} − 1 + u = u²·Σ_k (−u)^k/(k+2)! is used there instead. 18 terms make
