@@ -59,10 +59,13 @@ def main() -> None:
         typer.echo("Interrupted.", err=True)
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - the one place that turns errors into exit codes
-        import click
+        try:
+            from click.exceptions import ClickException
+        except ImportError:  # typer >= 0.2x vendors click as typer._click
+            from typer._click.exceptions import ClickException
 
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
+        if isinstance(exc, ClickException):
+            typer.echo(f"error: {exc.format_message()}", err=True)
             sys.exit(exc.exit_code)
         if isinstance(exc, (ValueError, FileNotFoundError, NotADirectoryError)):
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

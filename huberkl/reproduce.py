@@ -1,0 +1,224 @@
+"""``make reproduce``: every table and figure of the paper, one cached step at a time.
+
+    python -m huberkl.reproduce --scale cpu|smoke|full [--coco DIR] [--force]
+
+Each step is one ``huberkl`` command (so the report can print the exact command that
+made every number) run in its own folder ``outputs/reproduce/<scale>/<step>/``. A step
+is skipped when its ``.done`` file holds the same hash of its resolved config; a
+training step that was interrupted is rerun with ``detect.resume=true`` and continues
+from its last checkpoint. The plan (which steps, with which overrides) is the
+``conf/reproduce.yaml`` config with its ``scale`` group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from huberkl import __version__, config
+from huberkl.errors import InputError
+
+ROOT = config.OUTPUTS / "reproduce"
+
+
+@dataclass
+class Step:
+    """One ``huberkl`` invocation: its folder name, words, options and Hydra overrides."""
+
+    name: str
+    words: list[str]
+    options: list[str] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)
+    resumable: bool = False
+    title: str = ""
+
+    def argv(self, out: Path) -> list[str]:
+        return ["huberkl", *self.words, "--out", str(out), *self.options, *self.overrides]
+
+    def key(self) -> str:
+        """Hash of the words, options and the resolved config the overrides give."""
+        resolved = config.to_yaml(config.compose(self.overrides))
+        extra = ""
+        if self.words[:1] == ["interpret"]:  # interpret reads every preset file directly
+            extra = "".join(
+                p.read_text() for p in sorted((config.CONF_DIR / "params").glob("*.yaml"))
+            )
+        blob = json.dumps([__version__, self.words, self.options, resolved, extra])
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def load_plan(
+    scale: str, coco: str | None = None, overrides: list[str] | None = None
+) -> DictConfig:
+    """Compose ``conf/reproduce.yaml`` for ``scale``; ``full`` needs a COCO folder."""
+    extra = [f"scale={scale}", *(overrides or [])]
+    if coco:
+        extra.append(f"coco={coco}")
+    cfg = config.compose(extra, config_name="reproduce")
+    if scale == "full" and not cfg.get("coco"):
+        raise InputError(
+            "SCALE=full needs COCO=/path/to/coco (a folder with train2017/, val2017/, annotations/)"
+        )
+    return cfg
+
+
+def build_steps(plan: DictConfig, root: Path) -> list[Step]:
+    """The ordered steps of a plan; detection steps read the synthetic set the plan makes."""
+    s = plan.scale
+    steps = [
+        Step("figure1", ["losses"], overrides=list(s.losses), title="Figure 1"),
+        Step(
+            "tables12",
+            ["interpret"],
+            options=["--preset", "all", "--format", "json"],
+            title="Tables 1 and 2",
+        ),
+        Step(
+            "figure2",
+            ["toy"],
+            options=["--solver", "both"],
+            overrides=list(s.toy),
+            title="Figure 2",
+        ),
+    ]
+    data_overrides: list[str] = []
+    if plan.get("coco"):
+        data_overrides = [f"data={s.detect.data}", f"data.root={plan.coco}"]
+    else:
+        synth_dir = root / "synth"
+        steps.append(
+            Step("synth", ["data", "synth"], overrides=list(s.synth), title="Synthetic data")
+        )
+        data_overrides = [f"data.root={synth_dir}"]
+    for run in s.detect.runs:
+        steps.append(
+            Step(
+                run.name,
+                ["detect", "train"],
+                overrides=[
+                    f"detect={s.detect.configs[run.arch]}",
+                    *data_overrides,
+                    *s.detect.common,
+                    *run.overrides,
+                ],
+                resumable=True,
+                title=str(run.get("title", run.name)),
+            )
+        )
+    return steps
+
+
+def _done_file(out: Path) -> Path:
+    return out / ".done.json"
+
+
+def is_done(step: Step, out: Path, key: str) -> bool:
+    f = _done_file(out)
+    return f.is_file() and json.loads(f.read_text()).get("key") == key
+
+
+def run_step(step: Step, out: Path, key: str, log) -> float:
+    """Run one step (resuming a half-done training step) and mark it done; returns seconds."""
+    argv = step.argv(out)
+    started = out.exists() and any(out.iterdir())
+    if started and not step.resumable:
+        # A half-written non-resumable step is simply redone from scratch.
+        for p in sorted(out.rglob("*"), reverse=True):
+            p.unlink() if p.is_file() or p.is_symlink() else p.rmdir()
+    key_file = out / ".key"
+    if started and step.resumable and key_file.is_file() and key_file.read_text() == key:
+        argv = [*argv, "detect.resume=true"]
+    out.mkdir(parents=True, exist_ok=True)
+    key_file.write_text(key)
+    log(f"$ {' '.join(argv)}")
+    t0 = time.perf_counter()
+    cmd = [sys.executable, "-m", "huberkl.cli", *argv[1:]]
+    # stdout is kept beside the results (interpret's JSON is its stdout), and echoed live.
+    with (out / "stdout.txt").open("w") as sink:
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sink.write(line)
+            sys.stdout.write(line)
+        proc.wait()
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"step {step.name} failed with exit code {proc.returncode}: {' '.join(argv)}"
+        )
+    _done_file(out).write_text(
+        json.dumps(
+            {"key": key, "argv": argv, "seconds": round(seconds, 1), "title": step.title}, indent=2
+        )
+        + "\n"
+    )
+    return seconds
+
+
+def reproduce(
+    scale: str = "cpu",
+    coco: str | None = None,
+    force: bool = False,
+    overrides: list[str] | None = None,
+) -> Path:
+    """Run (or skip, when cached) every step of ``scale``, then write the report."""
+    from rich.console import Console
+
+    console = Console()
+    plan = load_plan(scale, coco, overrides)
+    root = ROOT / scale
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "plan.yaml").write_text(OmegaConf.to_yaml(plan, resolve=True))
+    steps = build_steps(plan, root)
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    for i, step in enumerate(steps, 1):
+        out = root / step.name
+        key = step.key()
+        if not force and is_done(step, out, key):
+            console.print(f"[dim][{i}/{len(steps)}] {step.name}: cached ({key})[/]")
+            continue
+        console.rule(f"[{i}/{len(steps)}] {step.name}: {step.title}")
+        timings[step.name] = run_step(step, out, key, console.print)
+    from huberkl.report import build_report
+
+    report = build_report(root, steps, plan, elapsed=time.perf_counter() - t0)
+    console.print(f"report: {report}")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m huberkl.reproduce", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--scale", default="cpu", help="cpu (default), smoke or full")
+    parser.add_argument("--coco", default=None, help="COCO folder for --scale full")
+    parser.add_argument(
+        "--force", action="store_true", help="ignore the cache and rerun every step"
+    )
+    parser.add_argument("overrides", nargs="*", help="overrides of conf/reproduce.yaml")
+    args = parser.parse_args(argv)
+    try:
+        reproduce(args.scale, args.coco, args.force, args.overrides)
+    except (InputError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
