@@ -172,8 +172,10 @@ def perturb_boxes(
 
     x edges move by ``scale * w * e`` and y edges by ``scale * h * e`` with ``e`` standard
     Laplace (density exp(-|e|)/2, so E|move| = scale * w) or standard normal (std of the
-    move = scale * w): the box-edge noise model of the paper's Eq. 17-19, with the scale
-    relative to the box size as in its σ-normalised targets. Crossed edges are swapped.
+    move = scale * w). Section 6 reads a box loss as Laplace label noise whose scale grows
+    with the box (α·σ·w_a, Eq. 26 and 32); this injects such noise, known exactly, so
+    that a loss setting's implied scale can be compared with the true one. Crossed edges
+    are swapped.
     """
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     if noise == "none" or scale == 0 or len(boxes) == 0:
