@@ -15,6 +15,7 @@ import json
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from huberkl.errors import InputError
 from huberkl.params import COORDS, Preset, available_presets
 
 METRICS = ("AP50", "AP75", "AP")
+METRIC_COLS = ("@.5", "@.75", "@.5:.95")
 HEADER = (
     "detector",
     "setting",
@@ -45,7 +47,7 @@ class Row:
     data: str
     order: tuple[int, str]
     values: dict[str, list[float]] = field(default_factory=dict)
-    noise: list[tuple[str, str, str]] = field(default_factory=list)  # (stage, label, prediction)
+    noise: list[Noise] = field(default_factory=list)
     runs: list[str] = field(default_factory=list)
 
 
@@ -61,17 +63,40 @@ def find_runs(root: Path) -> list[Path]:
     return runs
 
 
-def noise_columns(preset: Preset) -> list[tuple[str, str, str]]:
-    """(stage, label noise, prediction noise) per stage, in anchor units (w_a, h_a)."""
-    from huberkl.interpret import read_preset, scale_text
+@dataclass(frozen=True)
+class Noise:
+    """One stage's label and prediction noise scales (x, y, w, h) in anchor units."""
 
-    out = []
-    for r in read_preset(preset):
-        label = [scale_text(r.scales.label[c], c) for c in COORDS]
-        pred = [scale_text(r.scales.prediction[c], c) for c in COORDS]
-        stage = "head" if r.one_stage else r.stage
-        out.append((stage, " ".join(label), " ".join(pred)))
-    return out
+    stage: str
+    label: list[Fraction]
+    prediction: list[Fraction]
+
+    def text(self, which: str) -> str:
+        """The paper's notation, e.g. ``wa/9 ha/9 wa/9 ha/9``."""
+        from huberkl.interpret import scale_text
+
+        return " ".join(scale_text(v, c) for v, c in zip(getattr(self, which), COORDS, strict=True))
+
+
+def noise_columns(preset: Preset, arch: str = "faster_rcnn") -> list[Noise]:
+    """Label and prediction noise per stage the detector uses, in anchor units.
+
+    RetinaNet's one head takes the preset's proposal stage (paper, Sec. 7.2).
+    """
+    from huberkl.interpret import read_preset, read_stage
+
+    if arch == "retinanet":
+        readings = [read_stage(preset.stage("proposal"), preset.form, "head")]
+    else:
+        readings = read_preset(preset)
+    return [
+        Noise(
+            "head" if r.one_stage or arch == "retinanet" else r.stage,
+            [r.scales.label[c] for c in COORDS],
+            [r.scales.prediction[c] for c in COORDS],
+        )
+        for r in readings
+    ]
 
 
 def _data_label(cfg: dict[str, Any]) -> str:
@@ -95,7 +120,8 @@ def collect(root: Path) -> list[Row]:
             raise InputError(f"{run}: unreadable config.yaml or metrics.json ({exc})") from None
         preset = Preset.from_mapping(cfg.get("params", {}))
         model = cfg.get("detect", {}).get("model", {})
-        detector = str(model.get("arch", "?"))
+        arch = str(model.get("arch", "?"))
+        detector = arch
         if model.get("backbone"):
             detector += f" {model['backbone']}"
         key = (detector, preset.name, _data_label(cfg))
@@ -106,7 +132,7 @@ def collect(root: Path) -> list[Row]:
                 key[2],
                 (paper.get(preset.name, len(paper)), preset.name),
                 {m: [] for m in METRICS},
-                noise_columns(preset),
+                noise_columns(preset, arch),
             )
         for m in METRICS:
             if m in metrics:
@@ -115,12 +141,12 @@ def collect(root: Path) -> list[Row]:
     return sorted(rows.values(), key=lambda r: (r.detector, r.data, r.order))
 
 
-def _fmt(values: Sequence[float]) -> str:
+def _fmt(values: Sequence[float], sd: bool = True) -> str:
     """Percent like the paper; mean ± sd over runs when there are several."""
     if not values:
         return "-"
     mean = 100 * statistics.fmean(values)
-    if len(values) == 1:
+    if len(values) == 1 or not sd:
         return f"{mean:.1f}"
     return f"{mean:.1f} ± {100 * statistics.stdev(values):.1f}"
 
@@ -129,7 +155,7 @@ def table_rows(rows: Sequence[Row]) -> list[list[str]]:
     """Flat rows for CSV/markdown: one line per stage, metrics on the stage's first line."""
     out = []
     for r in rows:
-        for i, (stage, label, pred) in enumerate(r.noise):
+        for i, nz in enumerate(r.noise):
             first = i == 0
             out.append(
                 [
@@ -138,9 +164,9 @@ def table_rows(rows: Sequence[Row]) -> list[list[str]]:
                     r.data if first else "",
                     str(len(r.runs)) if first else "",
                     *(_fmt(r.values[m]) if first else "" for m in METRICS),
-                    stage,
-                    label,
-                    pred,
+                    nz.stage,
+                    nz.text("label"),
+                    nz.text("prediction"),
                 ]
             )
     return out
@@ -164,9 +190,12 @@ def to_csv(rows: Sequence[Row]) -> str:
         ]
     )
     for r in rows:
-        for stage, label, pred in r.noise:
+        for nz in r.noise:
             means = [f"{statistics.fmean(r.values[m]):.4f}" if r.values[m] else "" for m in METRICS]
-            w.writerow([r.detector, r.setting, r.data, len(r.runs), *means, stage, label, pred])
+            w.writerow(
+                [r.detector, r.setting, r.data, len(r.runs), *means, nz.stage]
+                + [nz.text("label"), nz.text("prediction")]
+            )
     return buf.getvalue()
 
 
@@ -176,14 +205,58 @@ def to_markdown(rows: Sequence[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _compact(scales: Sequence[Fraction]) -> str:
+    """x, y, w, h scales in anchor units: ``1/9`` if all equal, ``1/20, 1/10`` if x = y and w = h."""
+    x, y, w, h = (str(v) for v in scales)
+    if x == y == w == h:
+        return x
+    if x == y and w == h:
+        return f"{x}, {w}"
+    return " ".join((x, y, w, h))
+
+
 def rich_table(rows: Sequence[Row], title: str = ""):
+    """The terminal view: constant columns go to the title, scales in compact form."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=title or "mAP per box-loss setting (noise scales in anchor units)")
-    for h in HEADER:
-        table.add_column(h, justify="right" if h.startswith(("mAP", "n")) else "left")
-    for cells in table_rows(rows):
-        table.add_row(*cells)
+    detectors, data = {r.detector for r in rows}, {r.data for r in rows}
+    parts = [title or "mAP (%, mean of n runs)"]
+    if len(detectors) == 1:
+        parts.append(next(iter(detectors)))
+    if len(data) == 1:
+        parts.append(next(iter(data)))
+    table = Table(
+        title=" · ".join(parts),
+        caption="noise scales in anchor widths (x, w) / heights (y, h); 'a, b' = xy, wh",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1),
+        collapse_padding=True,
+        show_edge=False,
+    )
+    columns = ["detector"] if len(detectors) > 1 else []
+    columns += ["data"] if len(data) > 1 else []
+    columns += ["setting", "n", *METRIC_COLS, "stage", "label", "pred."]
+    for h in columns:
+        numeric = h.startswith("@") or h == "n"
+        table.add_column(h, justify="right" if numeric else "left", no_wrap=True)
+    for r in rows:
+        for i, nz in enumerate(r.noise):
+            first = i == 0
+            cells = {
+                "detector": r.detector if first else "",
+                "data": r.data if first else "",
+                "setting": r.setting if first else "",
+                "n": str(len(r.runs)) if first else "",
+                **{
+                    c: _fmt(r.values[m], sd=False) if first else ""
+                    for c, m in zip(METRIC_COLS, METRICS, strict=True)
+                },
+                "stage": nz.stage,
+                "label": _compact(nz.label),
+                "pred.": _compact(nz.prediction),
+            }
+            table.add_row(*(cells[c] for c in columns))
     return table
 
 

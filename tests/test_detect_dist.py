@@ -1,0 +1,125 @@
+"""Data-parallel training under torchrun: 2 CPU processes with gloo, rank-0 files, gathered eval."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from huberkl.detect import checkpoint as ckpt
+from huberkl.detect import dist
+
+TINY = [
+    "+detect.model.tiny_widths=[8,16,32,64]",
+    "detect.model.fpn_channels=16",
+    "detect.model.representation_size=32",
+    "detect.model.min_size=64",
+    "detect.model.max_size=64",
+    "detect.model.rpn_post_nms_top_n_train=50",
+    "detect.model.rpn_post_nms_top_n_test=50",
+    "detect.model.box_batch_size_per_image=32",
+    "+detect.model.score_thresh=0.0",  # every val image gets detections: gathering is visible
+    "detect.batch_size=2",
+    "detect.workers=0",
+    "detect.threads=1",
+    "detect.schedule.warmup_iters=1",
+]
+
+
+def test_resumable_sampler_partitions_and_resumes():
+    data = list(range(10))
+    ranks = [dist.ResumableSampler(data, num_replicas=2, rank=r, seed=3) for r in (0, 1)]
+    for s in ranks:
+        s.set_epoch(1)
+    parts = [[i for _, i in s] for s in ranks]
+    assert sorted(parts[0] + parts[1]) == data  # each sample once per epoch over the ranks
+    assert all(e == 1 for s in ranks for e, _ in s)
+    ranks[0].set_start(3)
+    assert [i for _, i in ranks[0]] == parts[0][3:] and len(ranks[0]) == 2
+    ranks[0].set_start(0)
+    ranks[0].set_epoch(2)
+    assert [i for _, i in ranks[0]] != parts[0]  # a new order each epoch
+    assert dist.shard(5, 0, 2) + dist.shard(5, 1, 2) == [0, 2, 4, 1, 3]
+
+
+def test_single_process_helpers_are_identities():
+    assert dist.from_env() == (0, 0, 1) or "RANK" in os.environ
+    t = torch.tensor([1.0, 2.0])
+    torch.testing.assert_close(dist.all_reduce_mean(t), t)
+    assert dist.gather_objects({"a": 1}) == [{"a": 1}]
+    assert dist.broadcast_object("x") == "x"
+    assert dist.any_rank(True, torch.device("cpu")) is True
+
+
+def test_torchrun_two_gloo_processes(tmp_path):
+    """A few DDP iterations: only rank 0 writes; evaluation scores all val images."""
+    from huberkl.detect.synth import synthesize
+
+    root = tmp_path / "synth"
+    synthesize(root, images=8, size=64, seed=0, noise="none", noise_scale=0.0, val_images=4)
+    out, logs = tmp_path / "run", tmp_path / "logs"
+    cmd = [
+        str(Path(sys.executable).parent / "torchrun"),
+        "--standalone",
+        "--nproc_per_node=2",
+        f"--log-dir={logs}",
+        "--redirects=3",
+        "-m",
+        "huberkl.cli",
+        "detect",
+        "--out",
+        str(out),
+        f"data.root={root}",
+        "data.synth.images=8",
+        "data.synth.val_images=4",
+        "data.synth.size=64",
+        *TINY,
+        "detect.iters=3",
+        "detect.ckpt_every=2",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    files = sorted(p.name for p in out.iterdir())
+    assert files == [
+        "checkpoint.pt",
+        "config.yaml",
+        "detections.json",
+        "losses.csv",
+        "metrics.json",
+        "run.json",
+    ]
+    assert not (tmp_path / "outputs").exists()  # no second run folder from rank 1
+    lines = (out / "losses.csv").read_text().splitlines()
+    assert [ln.split(",")[0] for ln in lines] == ["iteration", "1", "2", "3"]
+
+    state = ckpt.read_checkpoint(out / "checkpoint.pt")
+    assert state["iteration"] == 3 and state["world_size"] == 2 and len(state["rng"]) == 2
+    assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])  # seeds offset
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["images"] == 4
+    rows = json.loads((out / "detections.json").read_text())
+    assert {r["image_id"] for r in rows} == {1, 2, 3, 4}  # both ranks' shards were gathered
+
+    per_rank = {p.parent.name: p.read_text() for p in logs.rglob("stderr.log")}
+    per_rank_out = {p.parent.name: p.read_text() for p in logs.rglob("stdout.log")}
+    assert set(per_rank) == {"0", "1"}
+    assert "AP50" in per_rank["0"] + per_rank_out["0"]
+    for text in (per_rank["1"], per_rank_out["1"]):
+        assert "AP50" not in text and "train" not in text and "run folder" not in text
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU error")
+def test_cuda_without_gpu_is_a_one_line_error():
+    from huberkl.errors import InputError
+
+    with pytest.raises(InputError, match="no CUDA device"):
+        dist.pick_device("cuda")
+    assert dist.pick_device("auto").type == "cpu"
