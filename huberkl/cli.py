@@ -49,7 +49,9 @@ for _name in COMMANDS:
 def main() -> None:
     """Console entry point: run the app, mapping bad input to exit code 2."""
     try:
-        app(standalone_mode=False)
+        # With standalone_mode=False click returns (not raises) a typer.Exit's code.
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
