@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import pytest
 import torch
@@ -17,6 +18,7 @@ from huberkl.detect.boxloss import BoxLoss, LinearBoxCoder, make_box_coder
 from huberkl.detect.heads import HuberKLRegressionHead, HuberKLRoIHeads, HuberKLRPN
 from huberkl.detect.models import HuberKLRetinaNet, ModelConfig, build_model, load_weights
 from huberkl.errors import InputError
+from huberkl.losses import huber_upper_bound, smooth_l1
 from huberkl.params import Preset, StageParams, load_preset
 
 C = 3
@@ -76,6 +78,24 @@ def test_box_loss_l1_and_kl() -> None:
     assert float((kl.elementwise(x) - huber.elementwise(x)).max()) > 1e-3
     far = torch.tensor([40.0], dtype=torch.float64)
     assert_close(kl.elementwise(far), huber.elementwise(far))
+
+
+def test_box_loss_is_the_library_loss() -> None:
+    """The fused torch path equals huberkl.losses; kl is (w/α)·D_{α/2,1/α} (Eq. 20)."""
+    g = torch.Generator().manual_seed(0)
+    pred, target = (
+        torch.randn(50, 4, generator=g, dtype=torch.float64) * 2,
+        torch.randn(50, 4, generator=g, dtype=torch.float64),
+    )
+    for loss, alpha in (("huber", "1/9"), ("huber", "2"), ("l1", "0"), ("kl", "1/3")):
+        box = BoxLoss.from_stage(_stage(loss=loss, alpha=alpha, lam="3/2"))
+        a = float(Fraction(alpha))
+        if loss == "kl":
+            want = 1.5 / a * huber_upper_bound(pred - target, a, reduction="sum")
+        else:
+            want = 1.5 * smooth_l1(pred - target, a, reduction="sum")
+        assert_close(box(pred, target), want)
+        assert_close(box.elementwise(pred - target).sum(), want)
 
 
 def test_box_loss_rejects_bad_settings() -> None:
