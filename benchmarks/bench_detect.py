@@ -1,7 +1,7 @@
 """Issue 5, item 10: a training step with our box-loss path vs stock torchvision's.
 
-For each detector on the tiny backbone (the CPU quick model: FPN width 96, 128-px
-images, RetinaNet with a GroupNorm head), our model (``build_model`` with the
+For each detector on the tiny backbone (the CPU quick model of ``conf/detect/quick.yaml``:
+FPN width 96, 128-px images; RetinaNet with a GroupNorm head), our model (``build_model`` with the
 ``implementation`` preset, i.e. subclassed RPN/ROI/RetinaNet heads and our loss) and
 stock torchvision's ``FasterRCNN``/``RetinaNet`` made of copies of the same modules and
 holding the same weights time one step each (zero grads, seeded forward, backward) on
@@ -32,7 +32,13 @@ from huberkl.detect.models import build_model
 from huberkl.params import load_preset
 
 NUM_CLASSES = 3
-MODEL = {"retinanet_head_norm": "group"}  # everything else: ModelConfig's quick defaults
+# The model knobs of conf/detect/quick.yaml (tiny backbone, FPN 96, 128-px images).
+MODEL = {
+    "retinanet_head_norm": "group",
+    "representation_size": 256,
+    "rpn_post_nms_top_n_train": 300,
+    "box_batch_size_per_image": 64,
+}
 BATCH = 2
 MIN_PAIRS, MAX_PAIRS = 10, 200
 
@@ -52,6 +58,22 @@ def _batch(
     return images, targets
 
 
+RPN_BOX_KNOBS = [
+    f"rpn_{k}"
+    for k in (
+        "pre_nms_top_n_train",
+        "pre_nms_top_n_test",
+        "post_nms_top_n_train",
+        "post_nms_top_n_test",
+        "nms_thresh",
+        "fg_iou_thresh",
+        "bg_iou_thresh",
+        "batch_size_per_image",
+        "positive_fraction",
+    )
+] + ["box_fg_iou_thresh", "box_bg_iou_thresh", "box_batch_size_per_image", "box_positive_fraction"]
+
+
 def stock_twin(model: nn.Module) -> nn.Module:
     """Stock torchvision detector made of copies of ``model``'s modules, same weights."""
     cfg = model.huberkl_config
@@ -66,10 +88,7 @@ def stock_twin(model: nn.Module) -> nn.Module:
             box_roi_pool=copy.deepcopy(roi.box_roi_pool),
             box_head=copy.deepcopy(roi.box_head),
             box_predictor=copy.deepcopy(roi.box_predictor),
-            rpn_batch_size_per_image=cfg.rpn_batch_size_per_image,
-            rpn_positive_fraction=cfg.rpn_positive_fraction,
-            box_batch_size_per_image=cfg.box_batch_size_per_image,
-            box_positive_fraction=cfg.box_positive_fraction,
+            **{k: getattr(cfg, k) for k in RPN_BOX_KNOBS},
             **common,
         )
     else:
