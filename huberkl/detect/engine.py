@@ -356,7 +356,7 @@ def _progress(enabled: bool):
 
     return Progress(
         TextColumn("[bold]{task.description}"),
-        BarColumn(),
+        BarColumn(bar_width=20),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
@@ -641,7 +641,7 @@ _SHORT = {
     "loss_classifier": "cls",
     "loss_box_reg": "box",
     "loss_objectness": "obj",
-    "loss_rpn_box_reg": "rpn_box",
+    "loss_rpn_box_reg": "rbox",
     "classification": "cls",
     "bbox_regression": "box",
 }

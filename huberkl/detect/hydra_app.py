@@ -24,7 +24,12 @@ import hydra
 from omegaconf import DictConfig
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+# An absolute path: a relative one from inside a package makes Hydra look for a package
+# ``huberkl.conf`` (which has no __init__.py, being plain YAML shipped as package data).
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+@hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     """One sweep job: train and score; returns AP so that optimising sweepers can use it."""
     from hydra.core.hydra_config import HydraConfig
@@ -40,31 +45,41 @@ def main(cfg: DictConfig) -> float | None:
     return result.metrics.get("AP")
 
 
-def sweep_points(overrides: Sequence[str]) -> list[list[str]]:
-    """The override lists of every job of the sweep (Hydra's own expansion of ``a=1,2``)."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+def _parse(overrides: Sequence[str]):
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
 
     from huberkl.errors import InputError
 
     try:
-        parsed = OverridesParser.create().parse_overrides(list(overrides))
+        return OverridesParser.create().parse_overrides(list(overrides))
     except HydraException as exc:
         raise InputError(f"bad override: {str(exc).strip().splitlines()[0]}") from None
-    batches = BasicSweeper.split_arguments(parsed, None)
+
+
+def sweep_points(overrides: Sequence[str]) -> list[list[str]]:
+    """The override lists of every job of the sweep (Hydra's own expansion of ``a=1,2``)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    batches = BasicSweeper.split_arguments(_parse(overrides), None)
     return [job for batch in batches for job in batch]
 
 
 def multirun(overrides: Sequence[str], sweep_dir: str | Path | None = None) -> None:
-    """Check every job's overrides (one-line errors up front), then run ``main`` with ``-m``."""
+    """Check every job's overrides (one-line errors up front), then run ``main`` with ``-m``.
+
+    Job folders are named by the swept values only (``0-params=exp-a``): the fixed
+    overrides are the same for every job and would make names too long for the disk.
+    """
     from huberkl import config
 
     for job in sweep_points(overrides):
-        config.compose(job)  # raises InputError naming the bad override
-    args = list(overrides)
+        config.compose([o for o in job if not o.startswith("hydra")])  # InputError names it
+    fixed = sorted({o.key_or_group for o in _parse(overrides) if not o.is_sweep_override()})
+    keys = ",".join(f"'{k}'" for k in ["hydra.sweep.dir", *fixed])
+    args = [*overrides, f"hydra.job.config.override_dirname.exclude_keys=[{keys}]"]
     if sweep_dir is not None:
-        args.append(f"hydra.sweep.dir={Path(sweep_dir)}")
+        args.append(f"hydra.sweep.dir={Path(sweep_dir).resolve()}")
     argv = sys.argv
     sys.argv = ["huberkl-detect", "--multirun", *args]
     try:
