@@ -73,7 +73,7 @@ def train(
     cfg: CfgFlag = False,
     overrides: Overrides = None,
 ) -> None:
-    """Train a detector (config group ``detect``, box loss from ``params``) and score it on val."""
+    """Train a detector (config group detect, box loss from params) and score it on val."""
     overrides = list(overrides or [])
     if multirun:
         from huberkl.detect.hydra_app import multirun as sweep

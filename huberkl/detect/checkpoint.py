@@ -94,17 +94,27 @@ def _plain(v: Any) -> Any:
 def check_architecture(
     path: str | Path, stored: Mapping[str, Any], wanted: Mapping[str, Any]
 ) -> None:
-    """Raise a one-line InputError naming the file and every differing key."""
-    diff = [
-        f"{k}={stored.get(k)!r} (config: {wanted.get(k)!r})"
-        for k in sorted(set(stored) | set(wanted))
-        if stored.get(k) != wanted.get(k)
-    ]
+    """Raise a one-line InputError naming the file and, as overrides, what it was trained with."""
+    diff = []
+    for k in sorted(set(stored) | set(wanted)):
+        if stored.get(k) == wanted.get(k):
+            continue
+        if k == "num_classes":
+            diff.append(f"{stored.get(k)} classes (this dataset: {wanted.get(k)})")
+        else:
+            diff.append(
+                f"detect.model.{k}={_override(stored.get(k))} (config: {_override(wanted.get(k))})"
+            )
     if diff:
-        raise InputError(
-            f"checkpoint {path} is from another architecture: {', '.join(diff)}; "
-            "use the overrides it was trained with"
-        )
+        raise InputError(f"checkpoint {path} is from another architecture: {'; '.join(diff)}")
+
+
+def _override(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, list):
+        return "[" + ",".join(_override(x) for x in v) + "]"
+    return str(v)
 
 
 def load_model_state(model: torch.nn.Module, state: Mapping[str, Any], path: str | Path) -> None:
