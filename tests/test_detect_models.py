@@ -333,3 +333,18 @@ def test_single_stage_preset_serves_both_faster_rcnn_stages() -> None:
     model = build_model(TINY, preset, C)
     assert model.rpn.box_loss.loss == "kl" and model.roi_heads.box_loss.loss == "kl"
     assert math.isclose(model.roi_heads.box_loss.alpha, 1 / 9)
+
+
+def test_backbone_weights_from_a_local_classification_file(tmp_path) -> None:
+    import torchvision
+
+    net = torchvision.models.resnet18()
+    path = tmp_path / "resnet18-local.pth"
+    torch.save(net.state_dict(), path)
+    body = build_backbone("resnet18", weights_path=path, frozen_bn=True, trainable_layers=3).body
+    assert torch.equal(body.conv1.weight, net.conv1.weight)
+    assert torch.equal(body.layer4[1].bn2.running_var, net.layer4[1].bn2.running_var)
+    with pytest.raises(InputError, match=r"resnet18-local\.pth.*does not match"):
+        build_backbone("resnet34", weights_path=path)
+    with pytest.raises(InputError, match=r"resnet18-local\.pth.*does not match"):
+        build_backbone("vgg16", weights_path=path)

@@ -27,8 +27,10 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torchvision.models import mobilenet_v3_large, resnet, vgg16
+from torchvision.models import mobilenet_v3_large, resnet
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.vgg import cfgs as vgg_cfgs
+from torchvision.models.vgg import make_layers
 from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, LastLevelMaxPool, LastLevelP6P7
 from torchvision.ops.misc import Conv2dNormActivation, FrozenBatchNorm2d
 
@@ -36,6 +38,7 @@ from huberkl.errors import InputError
 
 BACKBONES = ("tiny", "resnet18", "resnet34", "resnet50", "mobilenet_v3", "vgg16")
 EXTRAS = ("pool", "p6p7")
+_BN_COUNTER = "num_batches_tracked"
 
 
 def read_state_dict(path: str | Path, what: str = "weights") -> dict[str, Tensor]:
@@ -63,29 +66,36 @@ def read_state_dict(path: str | Path, what: str = "weights") -> dict[str, Tensor
     return data
 
 
-def load_into(module: nn.Module, path: str | Path, what: str) -> None:
-    """Load a local state dict into ``module``; any key or shape mismatch names the file."""
+def load_into(module: nn.Module, path: str | Path, what: str, prefix: str = "") -> None:
+    """Load a local state dict into ``module``; any key or shape mismatch names the file.
+
+    With ``prefix``, only the file's keys under it are used (e.g. ``features.`` of a VGG).
+    """
     state = read_state_dict(path, what)
+    if prefix:
+        state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     own = module.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
+    # BatchNorm's step counter is absent under FrozenBatchNorm2d: no mismatch either way.
+    missing = [k for k in own if k not in state and not k.endswith(_BN_COUNTER)]
+    unexpected = [k for k in state if k not in own and not k.endswith(_BN_COUNTER)]
     shapes = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
     if missing or unexpected or shapes:
         parts = []
         if missing:
-            parts.append(f"{len(missing)} missing key(s) (e.g. {missing[0]})")
+            parts.append(f"{len(missing)} missing key(s) (e.g. {prefix}{missing[0]})")
         if unexpected:
-            parts.append(f"{len(unexpected)} unexpected key(s) (e.g. {unexpected[0]})")
+            parts.append(f"{len(unexpected)} unexpected key(s) (e.g. {prefix}{unexpected[0]})")
         if shapes:
             k = shapes[0]
             parts.append(
-                f"{len(shapes)} shape mismatch(es) (e.g. {k}: file {list(state[k].shape)}, model {list(own[k].shape)})"
+                f"{len(shapes)} shape mismatch(es) "
+                f"(e.g. {prefix}{k}: file {list(state[k].shape)}, model {list(own[k].shape)})"
             )
         raise InputError(
             f"{what} file {str(path)!r} does not match this {type(module).__name__}: "
             + "; ".join(parts)
         )
-    module.load_state_dict(state)
+    module.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
 
 
 def _extra_block(extra: str, channels: int) -> ExtraFPNBlock:
@@ -219,11 +229,15 @@ def build_backbone(
         fpn = BackboneWithFPN(features, layers, ch, fpn_channels, block)
         return _annotate(fpn, ["0", "1"], [16, 32], extra)
 
-    # vgg16: conv1_1 .. conv5_3 + ReLU, the last max-pool dropped (stride 16), no FPN.
-    net = vgg16(weights=None)
+    # vgg16: conv1_1 .. conv5_3 + ReLU, the last max-pool dropped (stride 16), no FPN. Only
+    # the convolutions are built (VGG's classifier alone holds 120 M parameters).
+    features = make_layers(vgg_cfgs["D"])[:-1]
+    for m in features.modules():
+        if isinstance(m, nn.Conv2d):  # torchvision VGG's initialisation
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(m.bias)
     if weights_path is not None:
-        load_into(net, weights_path, "vgg16 backbone weights")
-    features = net.features[:-1]
+        load_into(features, weights_path, "vgg16 backbone weights", prefix="features.")
     pools = [i for i, m in enumerate(features) if isinstance(m, nn.MaxPool2d)]  # 4 pools: 5 blocks
     n = _check_trainable(trainable_layers, 5, name)
     first_trained = 0 if n == 5 else (len(features) if n == 0 else pools[4 - n] + 1)
