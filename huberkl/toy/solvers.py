@@ -342,46 +342,45 @@ def _backtrack(
     the steps taken and the new ``g``.
     """
     rows = bad.nonzero().squeeze(1)
-    d_r, lam2 = d[rows], dec[rows]
-    u_old = torch.addmm(origin(idx[rows]), phi[rows], design.At, alpha=-1)  # u before the step
-    tol_r = tol[rows]
+    d_r, lam2, tol_r = d.index_select(0, rows), dec.index_select(0, rows), tol.index_select(0, rows)
+    u_old = torch.addmm(origin(idx[rows]), phi.index_select(0, rows), design.At, alpha=-1)
+    Ad = d_r @ design.At  # (R, N); u(t) = u_old − t·Ad
+    s_hi = -(d_r * g.index_select(0, rows)).sum(-1)  # slope at t = 1
+    t_hi = torch.ones_like(lam2)
     t_out = torch.ones_like(lam2)
-    live = torch.arange(len(rows), device=u.device)
-    if len(live):
-        Ad = d_r[live] @ design.At  # (R, N)
-        u_base, d_l, lam_l = u_old[live], d_r[live], lam2[live]
-        s_hi = -(d_l * g[rows[live]]).sum(-1)  # slope at t = 1
-        t_hi = torch.ones_like(lam_l)
-        u_new, psi_new, g_new = torch.empty_like(u_base), torch.empty_like(u_base), g[rows[live]]
-        t_new = torch.ones_like(lam_l)
-        todo = torch.arange(len(live), device=u.device)
-        for j in range(_BACKTRACKS):
-            t = t_hi * lam_l[todo] / (lam_l[todo] + s_hi)  # secant (0, −λ²)–(t_hi, s_hi)
-            if j % 3 == 2:
-                t = 0.5 * t_hi
-            trial = torch.addcmul(u_base[todo], t[:, None], Ad[todo], value=-1)
-            psi_t = trial.clamp(-1, 1)
-            g_t = psi_t @ design.A
-            slope = -(d_l[todo] * g_t).sum(-1)
-            take = (slope <= tol_r[todo]) | (j == _BACKTRACKS - 1)
-            ids = todo[take]
-            u_new[ids], psi_new[ids], g_new[ids], t_new[ids] = (
-                trial[take],
-                psi_t[take],
-                g_t[take],
-                t[take],
-            )
-            keep = ~take
-            todo, t_hi, s_hi = todo[keep], t[keep], slope[keep]
-            if len(todo) == 0:
-                break
-        short = rows[live]
-        u[short], psi[short] = u_new, psi_new
-        g = g.clone()
-        g[short] = g_new
-        t_out[live] = t_new
+    todo: Tensor | None = None  # rows still searching (None: all of them)
+    kept = []  # (row ids, u, ψ, g) of the steps taken, written back at the end
+    for j in range(_BACKTRACKS):
+        if todo is None:
+            base, ad, dd, lam, tl = u_old, Ad, d_r, lam2, tol_r
+        else:
+            base, ad, dd, lam, tl = (x.index_select(0, todo) for x in (u_old, Ad, d_r, lam2, tol_r))
+        t = t_hi * lam / (lam + s_hi)  # secant between (0, −λ²) and (t_hi, s_hi)
+        if j % 3 == 2:
+            t = 0.5 * t_hi
+        trial = torch.addcmul(base, t[:, None], ad, value=-1)
+        psi_t = trial.clamp(-1, 1)
+        g_t = psi_t @ design.A
+        slope = -(dd * g_t).sum(-1)
+        take = (slope <= tl) | (j == _BACKTRACKS - 1)
+        ids = torch.arange(len(rows), device=u.device) if todo is None else todo
+        if bool(take.all()):
+            kept.append((ids, trial, psi_t, g_t))
+            t_out[ids] = t
+            break
+        sel = take.nonzero().squeeze(1)
+        kept.append((ids[sel], trial[sel], psi_t[sel], g_t[sel]))
+        t_out[ids[sel]] = t[sel]
+        rest = (~take).nonzero().squeeze(1)
+        todo, t_hi, s_hi = ids[rest], t[rest], slope[rest]
+    g = g.clone()
+    for ids, u_new, psi_new, g_new in kept:
+        target = rows[ids]
+        u.index_copy_(0, target, u_new)
+        psi.index_copy_(0, target, psi_new)
+        g.index_copy_(0, target, g_new)
     steps = d.clone()
-    steps[rows] = t_out[:, None] * d_r
+    steps.index_copy_(0, rows, t_out[:, None] * d_r)
     return steps, g
 
 

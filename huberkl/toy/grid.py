@@ -1,0 +1,375 @@
+"""The batched grid: noise family × scale × seed × α (× learning rate for GD).
+
+One seed at a time: its design, one label row per (family, scale), then every fit of that
+seed in chunks of ``chunk_fits`` rows on one device. Exact fits come first; GD fits of
+the same seed then record their objective gap to the exact minimum of the same
+(label row, α). A rich progress bar counts fits.
+
+Chunks are sized from the free memory of the device (``mem_fraction`` of it) and capped
+(``_CHUNK_CAP``: on the CPU a (chunk, N) float32 block of 256 fits stays in cache). Every
+fit's numbers depend only on its own row, so the chunking does not change the results
+(tested to the bit on the CPU).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from huberkl.errors import InputError
+from huberkl.toy import solvers
+from huberkl.toy.data import check_family, check_problem, make_seed_data
+
+SOLVERS = ("exact", "gd")
+# Rows of (chunk, N) working memory per fit, measured peaks of the two solvers.
+_BUFFERS = {"exact": 6, "gd": 3}
+_CHUNK_CAP = {"cpu": 256, "cuda": 1 << 15}
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA if present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``; raise
+    ``InputError`` for a device this machine does not have."""
+    key = str(name).strip().lower()
+    if key == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if key == "cpu":
+        return torch.device("cpu")
+    match = re.fullmatch(r"cuda(?::(\d+))?", key)
+    if match is None:
+        raise InputError(f"unknown device {name!r}; allowed: auto, cpu, cuda, cuda:N")
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(match.group(1) or 0)
+    if count == 0:
+        raise InputError(f"device {name!r} is not available: this machine has no CUDA device")
+    if index >= count:
+        raise InputError(
+            f"device {name!r} is not available: this machine has {count} CUDA device(s)"
+        )
+    return torch.device("cuda", index)
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    if str(name) not in _DTYPES:
+        raise InputError(f"unknown dtype {name!r}; allowed: {', '.join(_DTYPES)}")
+    return _DTYPES[str(name)]
+
+
+def auto_threads() -> int:
+    """CPU threads for the grid: the idle cores (cores − 1-minute load average), at least 1.
+
+    Elementwise torch ops on a CPU shared with other jobs slow down ~10x with two OpenMP
+    threads when one of them keeps being descheduled (measured on the 2-core dev box:
+    1 thread 0.35 s vs 2 threads 9 s for the same 1032 fits); on an idle box all cores help.
+    """
+    import os
+
+    cores = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    )
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = 0.0
+    return max(1, min(cores, int(cores - load + 0.5)))
+
+
+@contextmanager
+def torch_threads(n: int | None):
+    """Run the block with ``torch.set_num_threads(n)`` (None: leave as is), then restore."""
+    old = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes free on ``device`` (CUDA: driver's free memory; CPU: MemAvailable)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 << 30
+
+
+def chunk_size(
+    solver: str, n: int, dtype: torch.dtype, device: torch.device, mem_fraction: float
+) -> int:
+    """Fits per chunk: ``mem_fraction`` of the free memory over the per-fit working set."""
+    per_fit = n * torch.finfo(dtype).bits // 8 * _BUFFERS[solver]
+    fits = int(free_memory(device) * mem_fraction) // max(per_fit, 1)
+    return max(1, min(fits, _CHUNK_CAP.get(device.type, 256)))
+
+
+@dataclass
+class GridSpec:
+    """What one grid run evaluates. ``alphas`` is (S, A): the α grid of each scale."""
+
+    families: list[str]
+    scales: list[float]
+    alphas: np.ndarray
+    seeds: list[int]
+    solvers: list[str]
+    n: int
+    k: int
+    delta: float
+    theta: list[float]
+    n_test: int
+    base_seed: int = 0
+    lrs: list[float] = field(default_factory=list)
+    steps: int = 0
+    gd_seeds: list[int] = field(default_factory=list)
+    max_iter: int = 100
+    ftol: float | None = None
+
+    @property
+    def n_fits(self) -> int:
+        per_seed = len(self.families) * self.alphas.size
+        total = per_seed * len(self.seeds) if "exact" in self.solvers else 0
+        if "gd" in self.solvers:
+            extra = [s for s in self.gd_seeds if "exact" not in self.solvers or s not in self.seeds]
+            total += per_seed * len(extra)  # exact references for GD's gaps
+            total += per_seed * len(self.lrs) * len(self.gd_seeds)
+        return total
+
+
+def alpha_grid(
+    scales: Sequence[float], lo: float, hi: float, num: int, relative: bool
+) -> np.ndarray:
+    """(S, num) log-spaced α per scale: absolute [lo, hi], or [lo·s, hi·s] if ``relative``."""
+    base = np.geomspace(lo, hi, num) if num > 1 else np.array([lo])
+    if relative:
+        return np.asarray(scales, dtype=np.float64)[:, None] * base[None, :]
+    return np.tile(base, (len(scales), 1))
+
+
+def check_spec(spec: GridSpec) -> None:
+    """Raise ``InputError`` (one line) for a grid that cannot run."""
+    check_problem(spec.n, spec.k, spec.delta, spec.n_test, spec.theta)
+    if not spec.families:
+        raise InputError("the noise family list is empty; allowed: laplace, logistic, cauchy")
+    for family in spec.families:
+        check_family(family)
+    if not spec.scales:
+        raise InputError("toy.scales is empty: give at least one noise scale > 0")
+    for s in spec.scales:
+        if not (math.isfinite(s) and s > 0):
+            raise InputError(f"noise scale must be > 0, got {s!r}")
+    if spec.alphas.size == 0:
+        raise InputError("the α grid is empty: toy.alpha.num must be >= 1")
+    bad = spec.alphas[~(np.isfinite(spec.alphas) & (spec.alphas > 0))]
+    if bad.size:
+        raise InputError(f"α must be > 0, got {bad.flat[0]!r}")
+    if not spec.seeds:
+        raise InputError("toy.seeds must be >= 1")
+    for solver in spec.solvers:
+        if solver not in SOLVERS:
+            raise InputError(f"unknown solver {solver!r}; allowed: exact, gd, both")
+    if "gd" in spec.solvers:
+        if not spec.lrs:
+            raise InputError("toy.gd.lrs is empty: give at least one learning rate > 0")
+        for lr in spec.lrs:
+            if not (math.isfinite(lr) and lr > 0):
+                raise InputError(f"learning rate must be > 0, got {lr!r}")
+        if spec.steps < 1:
+            raise InputError(f"toy.gd.steps must be >= 1, got {spec.steps}")
+        if not spec.gd_seeds:
+            raise InputError("toy.gd.seeds must be >= 1")
+
+
+@dataclass
+class GridResult:
+    """Columns of ``results.csv`` as arrays, plus what the run measured about itself."""
+
+    columns: dict[str, list]
+    chunk_fits: dict[str, int]
+    fit_counts: dict[str, int]
+    seconds: dict[str, float]
+    peak_bytes: int
+
+
+def run_grid(
+    spec: GridSpec,
+    *,
+    device: torch.device,
+    dtype: torch.dtype,
+    mem_fraction: float = 0.25,
+    chunk_fits: int | None = None,
+    progress: Callable[[int, str], None] | None = None,
+) -> GridResult:
+    """Evaluate every fit of ``spec``; ``progress(n_fits_done, label)`` after each chunk."""
+    import time
+
+    check_spec(spec)
+    cols: dict[str, list] = {
+        key: []
+        for key in (
+            "noise",
+            "scale",
+            "seed",
+            "alpha",
+            "lr",
+            "solver",
+            "train_objective",
+            "test_rmse",
+            "gap",
+            "converged",
+            "iters",
+        )
+    }
+    chunks = {
+        s: chunk_fits or chunk_size(s, spec.n, dtype, device, mem_fraction) for s in ("exact", "gd")
+    }
+    counts = {"exact": 0, "gd": 0}
+    seconds = {"exact": 0.0, "gd": 0.0, "data": 0.0}
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    n_fam, n_scale, n_alpha = len(spec.families), len(spec.scales), spec.alphas.shape[1]
+    # one fit per (family, scale, α): label row index and α, flattened (f, s, a)
+    label = np.repeat(np.arange(n_fam * n_scale), n_alpha)
+    alpha_all = np.tile(spec.alphas.reshape(-1), n_fam)
+    fam_of = np.repeat(np.array(spec.families), n_scale * n_alpha)
+    scale_of = np.tile(np.repeat(np.asarray(spec.scales, dtype=np.float64), n_alpha), n_fam)
+    want_exact = "exact" in spec.solvers
+    gd_seeds = set(spec.gd_seeds) if "gd" in spec.solvers else set()
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda *a: None)
+
+    for seed in dict.fromkeys([*spec.seeds, *spec.gd_seeds] if gd_seeds else spec.seeds):
+        t0 = time.perf_counter()
+        data = make_seed_data(
+            spec.families,
+            spec.scales,
+            seed,
+            n=spec.n,
+            k=spec.k,
+            delta=spec.delta,
+            theta=spec.theta,
+            n_test=spec.n_test,
+            base_seed=spec.base_seed,
+            dtype=dtype,
+            device=device,
+        )
+        design = solvers.Design.from_matrix(data.A)
+        rows_t = torch.as_tensor(label, device=device)
+        alpha_t = torch.as_tensor(alpha_all, dtype=dtype, device=device)
+        sync()
+        seconds["data"] += time.perf_counter() - t0
+
+        # exact minima for every (label row, α) of this seed
+        t0 = time.perf_counter()
+        theta_ex, loss_ex, gap_ex, it_ex, conv_ex = [], [], [], [], []
+        step = chunks["exact"]
+        for lo in range(0, len(label), step):
+            sl = slice(lo, lo + step)
+            res = solvers.solve_exact(
+                design, data.Y, alpha_t[sl], rows_t[sl], ftol=spec.ftol, max_iter=spec.max_iter
+            )
+            theta_ex.append(res.theta)
+            loss_ex.append(res.loss)
+            gap_ex.append(res.gap)
+            it_ex.append(res.iters)
+            conv_ex.append(res.converged)
+            if progress:
+                progress(len(res.loss), f"exact seed {seed}")
+        theta_e = torch.cat(theta_ex)
+        loss_e = torch.cat(loss_ex)
+        sync()
+        seconds["exact"] += time.perf_counter() - t0
+        counts["exact"] += len(label)
+        if want_exact and seed in spec.seeds:
+            _append(
+                cols,
+                fam_of,
+                scale_of,
+                seed,
+                alpha_all,
+                np.nan,
+                "exact",
+                loss_e,
+                data.test_rmse(theta_e),
+                torch.cat(gap_ex),
+                torch.cat(conv_ex),
+                torch.cat(it_ex),
+            )
+        if seed not in gd_seeds:
+            continue
+
+        # gradient descent over (label row, α) × learning rate
+        t0 = time.perf_counter()
+        n_lr = len(spec.lrs)
+        g_rows = torch.as_tensor(np.repeat(label, n_lr), device=device)
+        g_alpha = alpha_t.repeat_interleave(n_lr)
+        g_lr = torch.as_tensor(np.tile(spec.lrs, len(label)), dtype=dtype, device=device)
+        ref = loss_e.repeat_interleave(n_lr)
+        step = chunks["gd"]
+        thetas, losses = [], []
+        for lo in range(0, len(g_rows), step):
+            sl = slice(lo, lo + step)
+            res = solvers.solve_gd(design, data.Y, g_alpha[sl], g_lr[sl], spec.steps, g_rows[sl])
+            thetas.append(res.theta)
+            losses.append(res.loss)
+            if progress:
+                progress(len(res.loss), f"gd seed {seed}")
+        loss_g = torch.cat(losses)
+        gap = (loss_g - ref) / ref.abs().clamp_min(torch.finfo(torch.float64).tiny)
+        sync()
+        seconds["gd"] += time.perf_counter() - t0
+        counts["gd"] += len(g_rows)
+        _append(
+            cols,
+            np.repeat(fam_of, n_lr),
+            np.repeat(scale_of, n_lr),
+            seed,
+            np.repeat(alpha_all, n_lr),
+            np.tile(np.asarray(spec.lrs, dtype=np.float64), len(label)),
+            "gd",
+            loss_g,
+            data.test_rmse(torch.cat(thetas)),
+            gap,
+            None,
+            None,
+        )
+    peak = int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else _peak_rss()
+    return GridResult(
+        columns=cols, chunk_fits=chunks, fit_counts=counts, seconds=seconds, peak_bytes=peak
+    )
+
+
+def _peak_rss() -> int:
+    """Peak resident memory of this process so far, in bytes (Linux reports KiB)."""
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def _append(cols, noise, scale, seed, alpha, lr, solver, loss, rmse, gap, conv, iters) -> None:
+    n = len(noise)
+    cols["noise"].extend(noise.tolist())
+    cols["scale"].extend(np.asarray(scale, dtype=np.float64).tolist())
+    cols["seed"].extend([int(seed)] * n)
+    cols["alpha"].extend(np.asarray(alpha, dtype=np.float64).tolist())
+    cols["lr"].extend(np.broadcast_to(np.asarray(lr, dtype=np.float64), (n,)).tolist())
+    cols["solver"].extend([solver] * n)
+    cols["train_objective"].extend(loss.double().cpu().numpy().tolist())
+    cols["test_rmse"].extend(rmse.double().cpu().numpy().tolist())
+    gap_np = gap.double().cpu().numpy()
+    cols["gap"].extend(gap_np.tolist())
+    if conv is None:  # GD: "converged" means it reached the exact minimum within tolerance
+        cols["converged"].extend([None] * n)
+    else:
+        cols["converged"].extend(conv.cpu().numpy().astype(bool).tolist())
+    cols["iters"].extend([None] * n if iters is None else iters.cpu().numpy().tolist())
