@@ -40,9 +40,11 @@ class Step:
     overrides: list[str] = field(default_factory=list)
     resumable: bool = False
     title: str = ""
+    writes: bool = True  # False: the command only prints (interpret); its stdout is kept
 
     def argv(self, out: Path) -> list[str]:
-        return ["huberkl", *self.words, "--out", str(out), *self.options, *self.overrides]
+        where = ["--out", str(out)] if self.writes else []
+        return ["huberkl", *self.words, *where, *self.options, *self.overrides]
 
     def key(self) -> str:
         """Hash of the words, options and the resolved config the overrides give."""
@@ -81,6 +83,7 @@ def build_steps(plan: DictConfig, root: Path) -> list[Step]:
             ["interpret"],
             options=["--preset", "all", "--format", "json"],
             title="Tables 1 and 2",
+            writes=False,
         ),
         Step(
             "figure2",
@@ -98,7 +101,9 @@ def build_steps(plan: DictConfig, root: Path) -> list[Step]:
         steps.append(
             Step("synth", ["data", "synth"], overrides=list(s.synth), title="Synthetic data")
         )
-        data_overrides = [f"data.root={synth_dir}"]
+        # The synth overrides go to the trainers too: their data check then finds the set
+        # made by the synth step (same arguments) instead of making the default one.
+        data_overrides = [f"data.root={synth_dir}", *s.synth]
     for run in s.detect.runs:
         steps.append(
             Step(

@@ -95,7 +95,13 @@ class Report:
         rel = os.path.relpath(self.step_dir(name), self.dest)
         secs = done.get("seconds")
         took = f", {secs:.0f} s" if isinstance(secs, (int, float)) else ""
-        return f"<sub>`{' '.join(argv)}` — config: [{rel}/config.yaml]({rel}/config.yaml){took}</sub>\n"
+        has_cfg = (self.step_dir(name) / "config.yaml").is_file()
+        where = (
+            f"config: [{rel}/config.yaml]({rel}/config.yaml)"
+            if has_cfg
+            else f"output: [{rel}/stdout.txt]({rel}/stdout.txt)"
+        )
+        return f"<sub>`{' '.join(argv)}` — {where}{took}</sub>\n"
 
     def add(self, text: str) -> None:
         self.parts.append(text.rstrip() + "\n")
@@ -411,6 +417,7 @@ def build_report(
         f"Scale **{scale}**; made {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} on {_machine()}. "
         f"This run took {elapsed / 60:.1f} min (steps cached from earlier runs are not re-timed; "
         f"the steps' own times add up to {compute / 60:.1f} min).\n",
+        paper.SMOKE_WARNING if scale == "smoke" else "",
         paper.DIFFERENCES,
         rep.claims_section(),
     ]

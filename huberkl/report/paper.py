@@ -95,3 +95,8 @@ Every step above is one `huberkl` command; its resolved `config.yaml` and `run.j
 command line, versions) sit in its folder. `make reproduce SCALE={scale}` reruns only the
 steps whose config changed; an interrupted training step resumes from its last checkpoint.
 """
+
+SMOKE_WARNING = """> **Smoke run.** Every step ran at toy size (a few training steps, a tiny toy grid) to
+> check the pipeline; its numbers and verdicts mean nothing. `make reproduce` gives the
+> real CPU results.
+"""
