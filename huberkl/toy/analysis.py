@@ -50,7 +50,7 @@ def refine(log_alpha: np.ndarray, curve: np.ndarray) -> tuple[np.ndarray, np.nda
     x0, x1, x2 = log_alpha[j - 1], log_alpha[j], log_alpha[j + 1]
     take = lambda k: np.take_along_axis(curve, k[..., None], axis=-1)[..., 0]  # noqa: E731
     y0, y1, y2 = take(j - 1), take(j), take(j + 1)
-    den = (x1 - x0) * (x1 - x2) * (x0 - x2)
+    den = (x0 - x1) * (x0 - x2) * (x1 - x2)
     a = (x2 * (y1 - y0) + x1 * (y0 - y2) + x0 * (y2 - y1)) / np.where(den == 0, 1, den)
     b = (x2**2 * (y0 - y1) + x1**2 * (y2 - y0) + x0**2 * (y1 - y2)) / np.where(den == 0, 1, den)
     with np.errstate(divide="ignore", invalid="ignore"):

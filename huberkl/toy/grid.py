@@ -5,10 +5,11 @@ seed in chunks of ``chunk_fits`` rows on one device. Exact fits come first; GD f
 the same seed then record their objective gap to the exact minimum of the same
 (label row, α). A rich progress bar counts fits.
 
-Chunks are sized from the free memory of the device (``mem_fraction`` of it) and capped
-(``_CHUNK_CAP``: on the CPU a (chunk, N) float32 block of 256 fits stays in cache). Every
-fit's numbers depend only on its own row, so the chunking does not change the results
-(tested to the bit on the CPU).
+A chunk is the number of (N,)-rows the solvers hold at once: GD fits, or label rows for
+the exact solver (each of its waves holds one α of every label row of the chunk, and a
+chunk takes whole label rows). Chunks are sized from the free memory of the device
+(``mem_fraction`` of it) and capped (``_CHUNK_CAP``). A fit's numbers depend only on its
+own label row, so the chunking does not change the results (tested to the bit on the CPU).
 """
 
 from __future__ import annotations
@@ -196,7 +197,7 @@ class GridResult:
     """Columns of ``results.csv`` as arrays, plus what the run measured about itself."""
 
     columns: dict[str, list]
-    chunk_fits: dict[str, int]
+    chunks: dict[str, int]
     fit_counts: dict[str, int]
     seconds: dict[str, float]
     peak_bytes: int
@@ -208,7 +209,7 @@ def run_grid(
     device: torch.device,
     dtype: torch.dtype,
     mem_fraction: float = 0.25,
-    chunk_fits: int | None = None,
+    chunk: int | None = None,
     progress: Callable[[int, str], None] | None = None,
 ) -> GridResult:
     """Evaluate every fit of ``spec``; ``progress(n_fits_done, label)`` after each chunk."""
@@ -232,7 +233,7 @@ def run_grid(
         )
     }
     chunks = {
-        s: chunk_fits or chunk_size(s, spec.n, dtype, device, mem_fraction) for s in ("exact", "gd")
+        s: chunk or chunk_size(s, spec.n, dtype, device, mem_fraction) for s in ("exact", "gd")
     }
     counts = {"exact": 0, "gd": 0}
     seconds = {"exact": 0.0, "gd": 0.0, "data": 0.0}
@@ -269,10 +270,11 @@ def run_grid(
         sync()
         seconds["data"] += time.perf_counter() - t0
 
-        # exact minima for every (label row, α) of this seed
+        # exact minima for every (label row, α) of this seed; a chunk holds whole label
+        # rows (each wave of the solver holds one α of every row of the chunk)
         t0 = time.perf_counter()
         theta_ex, loss_ex, gap_ex, it_ex, conv_ex = [], [], [], [], []
-        step = chunks["exact"]
+        step = chunks["exact"] * n_alpha
         for lo in range(0, len(label), step):
             sl = slice(lo, lo + step)
             res = solvers.solve_exact(
@@ -345,7 +347,7 @@ def run_grid(
         )
     peak = int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else _peak_rss()
     return GridResult(
-        columns=cols, chunk_fits=chunks, fit_counts=counts, seconds=seconds, peak_bytes=peak
+        columns=cols, chunks=chunks, fit_counts=counts, seconds=seconds, peak_bytes=peak
     )
 
 

@@ -111,9 +111,9 @@ def run_toy(cfg: DictConfig, out_dir: str | Path, *, console=None, progress: boo
         raise InputError(f"toy.threads must be >= 1 or null, got {threads}")
     if threads is None and device.type == "cpu":
         threads = grid.auto_threads()
-    chunk = toy.get("chunk_fits")
-    if chunk is not None and _count("toy.chunk_fits", chunk) < 1:
-        raise InputError(f"toy.chunk_fits must be >= 1 or null, got {chunk}")
+    chunk = toy.get("chunk")
+    if chunk is not None and _count("toy.chunk", chunk) < 1:
+        raise InputError(f"toy.chunk must be >= 1 or null, got {chunk}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -136,7 +136,7 @@ def run_toy(cfg: DictConfig, out_dir: str | Path, *, console=None, progress: boo
             device=device,
             dtype=dtype,
             mem_fraction=mem_fraction,
-            chunk_fits=chunk,
+            chunk=chunk,
             progress=lambda n, label: bar.update(task, advance=n, description=label),
         )
     t_grid = time.perf_counter() - t0
@@ -161,7 +161,7 @@ def run_toy(cfg: DictConfig, out_dir: str | Path, *, console=None, progress: boo
         "dtype": str(dtype).removeprefix("torch."),
         "threads": threads if threads is not None else torch.get_num_threads(),
         "fits": res.fit_counts,
-        "chunk_fits": res.chunk_fits,
+        "chunks": res.chunks,
         "seconds": {"total": seconds, "grid": t_grid, **res.seconds},
         "exact_fits_per_second": res.fit_counts["exact"] / res.seconds["exact"]
         if res.seconds["exact"]

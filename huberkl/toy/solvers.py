@@ -36,6 +36,12 @@ _BACKTRACKS = 20
 # 0 up to rounding and must not be cut. No objective is evaluated for this.
 _SLOPE_TOL = 1e-3
 _ROUNDING = 8.0
+# A Newton step from a well-determined Hessian (at least _TRUSTED·K points in the quadratic
+# zone, true Hessian, step not capped) may overshoot the line minimum by a slope of up to
+# _OVERSHOOT·λ² without a line search: F then rose by at most that (convexity) and in
+# practice fell; it halves the line searches of the toy grid. Other steps must not.
+_TRUSTED = 4
+_OVERSHOOT = 0.25
 # Finished rows are dropped from the batch once they are this fraction of it.
 _COMPACT = 0.25
 # Weight of the IRLS terms ``1/|u|`` of the points outside the quadratic zone in the
@@ -56,14 +62,15 @@ def default_ftol(dtype: torch.dtype) -> float:
 class Design:
     """A shared design ``A`` (N, K) with what every Newton step reuses.
 
-    ``products`` (N, K(K+1)/2) holds ``a_i a_iᵀ`` (upper triangle), so the Hessians of a
-    whole batch are one matrix product ``D @ products`` (B, K(K+1)/2).
+    ``products`` (N, K(K+1)/2 + 1) holds ``a_i a_iᵀ`` (upper triangle) and a last column
+    of ones, so the Hessians of a whole batch and their counts of points in the quadratic
+    zone are one matrix product ``D @ products`` (B, K(K+1)/2 + 1).
     """
 
     A: Tensor
     At: Tensor
     products: Tensor
-    rows_ij: tuple[Tensor, Tensor]
+    sym: Tensor  # (K·K,) position in the upper triangle of every (i, j)
     gram_chol: Tensor
 
     @classmethod
@@ -75,9 +82,11 @@ class Design:
             raise ValueError(
                 f"design matrix is rank deficient (N={n}, K={k}); need K distinct points"
             )
-        return cls(
-            A=A, At=A.T.contiguous(), products=A[:, iu] * A[:, ju], rows_ij=(iu, ju), gram_chol=chol
-        )
+        products = torch.cat([A[:, iu] * A[:, ju], A.new_ones(n, 1)], dim=1)
+        pos = torch.empty(k, k, dtype=torch.long, device=A.device)
+        pos[iu, ju] = torch.arange(len(iu), device=A.device)
+        pos[ju, iu] = pos[iu, ju]
+        return cls(A=A, At=A.T.contiguous(), products=products, sym=pos.reshape(-1), gram_chol=chol)
 
     @property
     def k(self) -> int:
@@ -88,12 +97,8 @@ class Design:
         return self.A.shape[0]
 
     def unpack(self, flat: Tensor) -> Tensor:
-        """(B, K(K+1)/2) upper triangles -> (B, K, K) symmetric matrices."""
-        iu, ju = self.rows_ij
-        h = flat.new_zeros(flat.shape[0], self.k, self.k)
-        h[:, iu, ju] = flat
-        h[:, ju, iu] = flat
-        return h
+        """(B, K(K+1)/2 [+ 1]) upper triangles [and count] -> (B, K, K) symmetric matrices."""
+        return flat.index_select(1, self.sym).view(-1, self.k, self.k)
 
     def factor(self, H: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
         """Cholesky factors of (B, K, K) Hessians at scaled residuals ``u`` (B, N), and
@@ -110,7 +115,7 @@ class Design:
         if len(singular):
             w = u.index_select(0, singular).abs().clamp_min(1).reciprocal_()
             w = torch.where(w == 1, w, _IRLS_WEIGHT * w)
-            L_w, info_w = torch.linalg.cholesky_ex(self.unpack(w @ self.products))
+            L_w, info_w = torch.linalg.cholesky_ex(self.unpack(w @ self.products))  # noqa: E501
             L_w = torch.where((info_w != 0)[:, None, None], self.gram_chol.to(L.dtype), L_w)
             L = L.index_copy(0, singular, L_w)
         return L, exact
@@ -154,78 +159,15 @@ class ExactResult:
     converged: Tensor
 
 
-def _derivatives(design: Design, u: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """(B, N) scaled residuals -> ``g = Aᵀψ`` (B, K), Hessians (B, K, K), ``Σ H_1(u)`` (B,)."""
+def _derivatives(
+    design: Design, u: Tensor, with_objective: bool = True
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
+    """(B, N) scaled residuals -> ``g = Aᵀψ`` (B, K), Hessians (B, K, K), ``Σ H_1(u)`` (B,;
+    None unless ``with_objective``) and the number of points in the quadratic zone (B,)."""
     psi = u.clamp(-1, 1)
-    inside = torch.eq(psi, u).to(u.dtype)
-    return psi @ design.A, design.unpack(inside @ design.products), huber_sum(u, psi)
-
-
-def _sorted_derivatives(
-    design: Design, r0: Tensor, alpha: Tensor, row: Tensor, rows_per_pass: int = 16
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Derivatives at the start of every fit from one pass over its label row.
-
-    All α of a label row share its starting residuals ``r0`` (M, N). With that row's α
-    sorted, point i is in the quadratic zone of exactly the fits whose α is at least
-    ``|r_i|``, i.e. of the fits ranked at or above ``s_i = #{α < |r_i|}``. So one
-    scatter-add of the per-point terms into the segments ``s_i`` followed by a cumulative
-    sum over the (few) segments gives ``g = Aᵀψ``, the Hessian ``Aᵀ diag(|u| <= 1) A`` and
-    ``Σ H_α(r)/α²`` of every fit of the row: cost O(M·N) instead of O(B·N). Sums run in
-    float64.
-    """
-    n, k = design.n, design.k
-    p = design.products.shape[1]
-    acc = torch.float64
-    g = alpha.new_zeros(len(alpha), k, dtype=acc)
-    flat = alpha.new_zeros(len(alpha), p, dtype=acc)
-    F = alpha.new_zeros(len(alpha), dtype=acc)
-    A = design.A.to(acc)
-    products1 = torch.cat([design.products.to(acc), A.new_ones(n, 1)], dim=1)  # a_i a_iᵀ and 1
-    for lo in range(0, r0.shape[0], rows_per_pass):  # memory: rows_per_pass·N·(P + 2K + 3)
-        hi = min(lo + rows_per_pass, r0.shape[0])
-        fits = ((row >= lo) & (row < hi)).nonzero().squeeze(1)
-        if len(fits) == 0:
-            continue
-        m, j, a = hi - lo, row[fits] - lo, alpha[fits]
-        # rank of each fit among the α of its row, and a padded (m, L) table of sorted α
-        by_alpha = torch.argsort(a, stable=True)
-        order = by_alpha[torch.argsort(j[by_alpha], stable=True)]
-        counts = torch.bincount(j, minlength=m)
-        first = torch.cumsum(counts, 0) - counts
-        rank = torch.empty_like(j)
-        rank[order] = torch.arange(len(j), device=j.device) - first[j[order]]
-        width = int(counts.max())
-        table = a.new_full((m, width), float("inf"))
-        table[j, rank] = a
-        r = r0[lo:hi]
-        seg = torch.searchsorted(table, r.abs().contiguous())  # (m, N): #{α < |r_i|}
-        r = r.to(acc)
-        terms = torch.cat(
-            [r[..., None] * A, torch.sign(r)[..., None] * A, (r**2)[..., None], r.abs()[..., None]],
-            dim=2,
-        )  # (m, N, 2K + 2)
-        sums = terms.new_zeros(m * (width + 1), terms.shape[2])
-        base = torch.arange(m, device=r.device)[:, None] * (width + 1)
-        sums.index_add_(0, (base + seg).reshape(-1), terms.reshape(-1, terms.shape[2]))
-        hess = terms.new_zeros(m, width + 1, p + 1)
-        for i in range(m):  # the design terms do not depend on the row: no (m, N, P) copy
-            hess[i].index_add_(0, seg[i], products1)
-        cum = torch.cat([hess, sums.view(m, width + 1, -1)], dim=2).cumsum(1)
-        at, total = cum[j, rank], cum[j, width]  # at: points inside the fit ranked q
-        q = p + 1
-        ra_in, sa_in, sa_all = (
-            at[:, q : q + k],
-            at[:, q + k : q + 2 * k],
-            total[:, q + k : q + 2 * k],
-        )
-        r2_in, abs_in, abs_all, inside = at[:, -2], at[:, -1], total[:, -1], at[:, p]
-        af = a.to(acc)
-        flat[fits] = at[:, :p]
-        g[fits] = ra_in / af[:, None] + (sa_all - sa_in)
-        F[fits] = 0.5 * r2_in / af**2 + (abs_all - abs_in) / af - 0.5 * (n - inside)
-    dtype = alpha.dtype
-    return g.to(dtype), design.unpack(flat.to(dtype)), F.to(dtype)
+    flat = torch.eq(psi, u, out=torch.empty_like(u)) @ design.products
+    F = huber_sum(u, psi) if with_objective else None
+    return psi @ design.A, design.unpack(flat), F, flat[:, -1]
 
 
 def _newton(
@@ -234,32 +176,35 @@ def _newton(
     g: Tensor,
     H: Tensor,
     F_ref: Tensor,
+    count: Tensor,
     ftol: float,
     max_iter: int,
     origin: Callable[[Tensor], Tensor],
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Minimise ``F(φ) = Σ H_1(u0 − Aφ)`` over φ for every row of ``u`` (B, N), overwritten.
 
-    ``g`` (B, K), ``H`` (B, K, K) and ``F_ref`` (B,) are the derivatives and objective at
-    φ = 0. Each step is a Newton step ``d = H⁻¹g`` (``g = Aᵀψ`` is minus the gradient).
-    It is kept when the slope of the convex line ``t ↦ F(φ + t·d)`` at t = 1,
-    ``−dᵀg_new``, is at most ``_SLOPE_TOL·λ²`` (``g_new`` is needed anyway, so this costs
-    nothing); otherwise :func:`_backtrack` applies the Armijo test and shortens the step.
-    A row stops when the Newton decrement with the true Hessian at its point predicts a
-    relative gap below ``ftol`` (a full step from the right partition lands on the
-    minimiser, so this is met in a few steps). No objective is evaluated in the loop;
-    ``F_ref`` (the objective at the start, within O(K/N) of the minimum) is the scale of
-    "relative". ``origin(rows)`` returns the starting ``u`` of those rows (a line search
-    restarts from there rather than undoing a long step in floating point). Steps are
-    capped at ``‖Ad‖₂ <= 2·F_ref + N``: the minimiser's residuals lie within that l1
-    distance (``Σ|u| <= Σ H_1(u) + N/2``), so only absurd steps of a near-singular Hessian
-    are cut. Returns φ (B, K), relative decrement (B,), iterations (B,), converged (B,)
-    and the objective ``Σ H_1`` at the end (B,).
+    ``g`` (B, K), ``H`` (B, K, K), ``F_ref`` (B,) and ``count`` (B,) are the derivatives,
+    objective and points in the quadratic zone at φ = 0. Each step is a Newton step
+    ``d = H⁻¹g`` (``g = Aᵀψ`` is minus the gradient). It is kept when the slope of the
+    convex line ``t ↦ F(φ + t·d)`` at t = 1, ``−dᵀg_new``, is within its tolerance
+    (``g_new`` is needed anyway, so this costs nothing); otherwise :func:`_backtrack`
+    searches the line. A row stops when the Newton decrement with the true Hessian at its
+    point predicts a relative gap below ``ftol`` (a full step from the right partition
+    lands on the minimiser, so this is met in a step or two). No objective is evaluated in
+    the loop; ``F_ref`` (within a small factor of the minimum) is the scale of "relative".
+    ``origin(rows)`` returns the starting ``u`` of those rows (a line search restarts from
+    there rather than undoing a long step in floating point). Steps are capped at
+    ``‖Ad‖₂ <= 2·F_ref + N``: the minimiser's residuals lie within that l1 distance
+    (``Σ|u| <= Σ H_1(u) + N/2``), so only absurd steps of a near-singular Hessian are cut.
+    Returns φ (B, K), relative decrement (B,), iterations (B,), converged (B,) and the
+    objective ``Σ H_1`` at the end (B,).
     """
     dtype, device = u.dtype, u.device
-    b, k = u.shape[0], design.k
-    F_ref = F_ref.abs().clamp_min(torch.finfo(dtype).tiny)
-    eps = torch.finfo(dtype).eps
+    b, k, n = u.shape[0], design.k, design.n
+    F_abs = F_ref.abs()
+    half_inv_F = 0.5 / F_abs.clamp_min(torch.finfo(dtype).tiny)
+    cap = 2 * F_abs + n
+    rounding = _ROUNDING * torch.finfo(dtype).eps * n**0.5
     out_phi = u.new_zeros(b, k)
     out_gap = u.new_full((b,), float("inf"))
     out_F = u.new_zeros(b)
@@ -269,51 +214,70 @@ def _newton(
     idx = torch.arange(b, device=device)  # original row of every live row
     phi = u.new_zeros(b, k)
     psi: Tensor | None = None  # ψ(u), known after the first step
+    inside = torch.empty_like(u)  # buffers, reused: fresh (B, N) pages cost a pass
     frozen = torch.zeros(b, dtype=torch.bool, device=device)
+    n_frozen = 0
     L, exact = design.factor(H, u)
     d = torch.cholesky_solve(g.unsqueeze(-1), L).squeeze(-1)
     dec = (g * d).sum(-1)  # λ²; the predicted decrease is λ²/2
     it = 0
     while True:
-        rel = 0.5 * dec / F_ref
+        rel = dec * half_inv_F
         ok = (rel <= ftol) & exact
-        stop = ~frozen & (ok | ~torch.isfinite(rel) | (it >= max_iter))
-        if bool(stop.any()):
+        stop = (ok | ~torch.isfinite(rel) if it < max_iter else torch.ones_like(ok)) & ~frozen
+        n_stop = int(stop.sum())
+        if n_stop:
             at = stop.nonzero().squeeze(1)
             rows = idx[at]
             out_phi[rows], out_gap[rows], out_conv[rows] = phi[at], rel[at], ok[at]
             out_iters[rows] = it
-            out_F[rows] = huber_sum(u[at], None if psi is None else psi[at])
+            if n_stop == len(u):
+                out_F[rows] = huber_sum(u, psi)
+            else:
+                out_F[rows] = huber_sum(
+                    u.index_select(0, at), None if psi is None else psi.index_select(0, at)
+                )
             frozen |= stop
-        if bool(frozen.all()):
+            n_frozen += n_stop
+        if n_frozen == len(u):
             break
-        if float(frozen.float().mean()) >= _COMPACT:  # drop finished rows from the batch
+        if n_frozen >= _COMPACT * len(u):  # drop finished rows from the batch
             keep = (~frozen).nonzero().squeeze(1)
-            u, phi, F_ref, d, dec, g, L, exact, idx = (
-                t.index_select(0, keep) for t in (u, phi, F_ref, d, dec, g, L, exact, idx)
+            u, phi, d, dec, g, L, exact, count, idx, half_inv_F, cap = (
+                t.index_select(0, keep)
+                for t in (u, phi, d, dec, g, L, exact, count, idx, half_inv_F, cap)
             )
             psi = None if psi is None else psi.index_select(0, keep)
+            inside = torch.empty_like(u)
             frozen = frozen.index_select(0, keep)
-        d = d.masked_fill(frozen[:, None], 0.0)
+            n_frozen = 0
+        elif n_frozen:
+            d = d.masked_fill(frozen[:, None], 0.0)
         length = (d @ design.gram_chol).norm(dim=-1)  # ‖Ad‖₂, as G = LLᵀ
-        shrink = ((2 * F_ref + design.n) / length).clamp(max=1).nan_to_num(1.0)
+        shrink = (cap / length).clamp_(max=1)
         d, length = d * shrink[:, None], length * shrink
-        # slope tolerance: the rounding of dᵀAᵀψ, at most eps·‖Ad‖₁ <= eps·√N·‖Ad‖₂,
-        # and never more than a small part of the predicted decrease
-        tol = torch.minimum(_SLOPE_TOL * dec, _ROUNDING * eps * design.n**0.5 * length)
+        # slope tolerance: the rounding of dᵀAᵀψ (at most eps·‖Ad‖₁ <= eps·√N·‖Ad‖₂) and
+        # never more than a small part of the predicted decrease; a trusted Newton step
+        # (true Hessian from enough points, not capped) may overshoot by _OVERSHOOT·λ²
+        tol = torch.minimum(_SLOPE_TOL * dec, rounding * length)
+        trusted = exact & (count >= _TRUSTED * k) & (shrink == 1)
+        tol = torch.where(trusted, _OVERSHOOT * dec, tol)
 
         u.addmm_(d, design.At, alpha=-1)  # full step, t = 1
-        psi = u.clamp(-1, 1)
+        if psi is None:
+            psi = torch.empty_like(u)
+        torch.clamp(u, -1, 1, out=psi)
         g = psi @ design.A
-        # The line slope at t = 1 is −dᵀg_new; by convexity F rose by at most that much.
         overshot = (d * g).sum(-1) < -tol
         step = d
         if bool(overshot.any()):
             step, g = _backtrack(design, u, psi, g, d, dec, overshot, tol, origin, idx, phi)
         phi += step
         it += 1
-        inside = torch.eq(psi, u).to(dtype)  # the Hessian at the new point
-        L, exact = design.factor(design.unpack(inside @ design.products), u)
+        torch.eq(psi, u, out=inside)  # the Hessian at the new point, and its count
+        flat = inside @ design.products
+        count = flat[:, -1]
+        L, exact = design.factor(design.unpack(flat), u)
         d = torch.cholesky_solve(g.unsqueeze(-1), L).squeeze(-1)
         dec = (g * d).sum(-1)
     return out_phi, out_gap, out_iters, out_conv, out_F
@@ -404,6 +368,21 @@ def robust_start(design: Design, Y: Tensor, ftol: float, max_iter: int = 100) ->
     return theta + a0[:, None] * phi
 
 
+def _waves(rows: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor, list[Tensor]]:
+    """Label rows used, each fit's index among them, and the fits of each wave: wave w
+    holds the w-th largest α of every row that has that many."""
+    used, inverse = torch.unique(rows, return_inverse=True)
+    by_alpha = torch.argsort(alpha, descending=True, stable=True)
+    order = by_alpha[torch.argsort(inverse[by_alpha], stable=True)]  # by row, then α down
+    counts = torch.bincount(inverse, minlength=len(used))
+    first = torch.cumsum(counts, 0) - counts
+    rank = torch.empty_like(inverse)
+    rank[order] = torch.arange(len(rows), device=rows.device) - first[inverse[order]]
+    by_rank = torch.argsort(rank, stable=True)
+    sizes = torch.bincount(rank).tolist()
+    return used, inverse, list(torch.split(by_rank, sizes))
+
+
 def solve_exact(
     design: Design,
     Y: Tensor,
@@ -417,34 +396,57 @@ def solve_exact(
     """Exact Huber fits: fit b minimises ``Σ_i H_{α_b}(Y[rows_b, i] − a_iᵀθ)``.
 
     ``Y`` (M, N) label rows, ``alpha`` (B,), ``rows`` (B,) label row per fit (default: fit b
-    uses row b), ``theta0`` (B, K) optional start (default: :func:`robust_start` per label
-    row, shared by all its α, with the first derivatives from prefix sums).
+    uses row b), ``theta0`` (B, K) optional start for every fit.
+
+    Without ``theta0`` the fits of a label row are solved in waves of decreasing α, every
+    label row in one batch per wave: wave 0 starts from :func:`robust_start`, and each
+    later wave from the same row's minimiser at the next larger α, which is so close that
+    one Newton step usually lands on the new minimiser (about 1 step per fit instead of 2-3
+    from a shared start). Each answer is still certified by its own Newton decrement; only
+    its starting point depends on the other fits of its row.
     """
     ftol = default_ftol(Y.dtype) if ftol is None else ftol
     alpha = torch.as_tensor(alpha, dtype=Y.dtype, device=Y.device).reshape(-1)
     if rows is None:
         rows = torch.arange(Y.shape[0], device=Y.device)
-    if theta0 is None:
-        used, inverse = torch.unique(rows, return_inverse=True)
-        sub = Y.index_select(0, used)
-        start = robust_start(design, sub, ftol, max_iter)  # (m, K), one per label row used
-        r0 = design.residuals(sub, start)  # (m, N)
-        theta0 = start.index_select(0, inverse)
-        g, H, F = _sorted_derivatives(design, r0, alpha, inverse)
-        u = r0.index_select(0, inverse).div_(alpha[:, None])
-
-        def origin(i: Tensor) -> Tensor:
-            return r0.index_select(0, inverse[i]).div_(alpha[i, None])
-
+    b = len(alpha)
+    theta = Y.new_zeros(b, design.k)
+    F_end, gap = Y.new_zeros(b), Y.new_zeros(b)
+    iters = torch.zeros(b, dtype=torch.long, device=Y.device)
+    conv = torch.zeros(b, dtype=torch.bool, device=Y.device)
+    if theta0 is not None:
+        sub, label_of, waves = Y, rows, [torch.arange(b, device=Y.device)]
     else:
-        u = design.residuals(Y, theta0, rows).div_(alpha[:, None])
-        g, H, F = _derivatives(design, u)
+        used, label_of, waves = _waves(rows, alpha)
+        sub = Y.index_select(0, used)
+        prev = robust_start(design, sub, ftol, max_iter)  # (m, K): the start of wave 0
+        prev_alpha, prev_F = Y.new_ones(len(used)), Y.new_ones(len(used))
+    for w, fits in enumerate(waves):
+        label, a = label_of[fits], alpha[fits]
+        start = theta0[fits] if theta0 is not None else prev.index_select(0, label)
+        u = design.residuals(sub, start, label).div_(a[:, None])
+        g, H, F, count = _derivatives(design, u, with_objective=theta0 is not None or w == 0)
+        if F is None:
+            # Σ H_1(r/α) at the previous α' minimiser lies within a factor α'/α of this at
+            # the same point; it only sets the scale of the relative convergence test.
+            F = prev_F.index_select(0, label) * (prev_alpha.index_select(0, label) / a)
 
-        def origin(i: Tensor) -> Tensor:
-            return design.residuals(Y, theta0[i], rows[i]).div_(alpha[i, None])
+        def origin(i: Tensor, start=start, label=label, a=a) -> Tensor:
+            return design.residuals(sub, start[i], label[i]).div_(a[i, None])
 
-    phi, gap, iters, conv, F_end = _newton(design, u, g, H, F, ftol, max_iter, origin)
-    theta = theta0 + alpha[:, None] * phi
+        phi, gap_w, it_w, conv_w, F_w = _newton(design, u, g, H, F, count, ftol, max_iter, origin)
+        theta_w = start + a[:, None] * phi
+        theta[fits], F_end[fits], gap[fits], iters[fits], conv[fits] = (
+            theta_w,
+            F_w,
+            gap_w,
+            it_w,
+            conv_w,
+        )
+        if theta0 is None:
+            prev.index_copy_(0, label, theta_w)
+            prev_alpha.index_copy_(0, label, a)
+            prev_F.index_copy_(0, label, F_w)
     loss = alpha.double() ** 2 * F_end.double()
     return ExactResult(theta=theta, loss=loss, gap=gap.double(), iters=iters, converged=conv)
 

@@ -1,0 +1,251 @@
+"""`huberkl toy` speed: batched exact solver vs scipy and vs itself one fit at a time,
+the default CLI run's wall time, GD throughput, and peak memory against the chunk size.
+
+Every ratio is measured in this run on this machine. The CPU may be shared: the load
+average at the start is reported in the details, and torch runs with the thread count the
+toy itself picks (``grid.auto_threads``: 1 when other jobs load the CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# One seed of the paper's problem: 3 families × 8 scales × 43 α = 1032 fits (>= 1024).
+FAMILIES = ["laplace", "logistic", "cauchy"]
+SCALES = [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0]
+ALPHAS = np.geomspace(0.02, 20.0, 43)
+THETA = [6, -3, -25, 15, 20, -10]
+SUBSET = 24  # fits timed one by one (scipy and our own single-fit calls), spread over the grid
+
+
+def _problem(dtype: torch.dtype = torch.float32):
+    from huberkl.toy import solvers
+    from huberkl.toy.data import make_seed_data
+
+    data = make_seed_data(
+        FAMILIES, SCALES, 0, n=10000, k=8, delta=2.0, theta=THETA, n_test=1000, dtype=dtype
+    )
+    rows = torch.arange(len(FAMILIES) * len(SCALES)).repeat_interleave(len(ALPHAS))
+    alpha = torch.as_tensor(np.tile(ALPHAS, len(FAMILIES) * len(SCALES)), dtype=dtype)
+    return data, solvers.Design.from_matrix(data.A), rows, alpha
+
+
+def _best(fn, repeats: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _subset(n: int) -> np.ndarray:
+    return np.linspace(0, n - 1, SUBSET).round().astype(int)
+
+
+_SCIPY = """
+import json, sys, time
+import numpy as np
+from scipy.optimize import least_squares
+z = np.load(sys.argv[1])
+A, Y, rows, alpha = z["A"], z["Y"], z["rows"], z["alpha"]
+costs = []
+t0 = time.perf_counter()
+for r, a in zip(rows, alpha):
+    fit = least_squares(lambda th: Y[r] - A @ th, np.zeros(A.shape[1]), jac=lambda th: -A,
+                        loss="huber", f_scale=float(a))
+    costs.append(fit.cost)
+print(json.dumps({"seconds": time.perf_counter() - t0, "costs": costs}))
+"""
+
+
+def _scipy_loop(design, data, rows, alpha, threads: int) -> tuple[np.ndarray, float]:
+    """scipy.optimize.least_squares looped over the fits, in a subprocess whose OpenBLAS
+    uses the same number of threads as torch does here. Returns costs and s/fit."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "fits.npz"
+        np.savez(
+            path,
+            A=design.A.double().numpy(),
+            Y=data.Y.double().numpy(),
+            rows=rows.numpy(),
+            alpha=alpha.double().numpy(),
+        )
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+        res = subprocess.run(
+            [sys.executable, "-c", _SCIPY, str(path)],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+    out = json.loads(res.stdout)
+    return np.asarray(out["costs"]), out["seconds"] / len(rows)
+
+
+def bench_exact(threads: int, load: float) -> list[dict]:
+    from huberkl.toy import grid, solvers
+
+    data, design, rows, alpha = _problem()
+
+    def batched():
+        return solvers.solve_exact(design, data.Y, alpha, rows)
+
+    with grid.torch_threads(threads):
+        batched()  # warm-up
+        t_batch = _best(batched) / len(rows)
+        loss = batched().loss.numpy()
+        pick = _subset(len(rows))
+
+        def singles():
+            for j in pick:
+                solvers.solve_exact(design, data.Y, alpha[j : j + 1], rows[j : j + 1])
+
+        singles()
+        t_single = _best(singles, 2) / len(pick)
+
+    costs, t_scipy = _scipy_loop(design, data, rows[pick], alpha[pick], threads)
+    worst = float(np.max((loss[pick] - costs) / costs))  # > 0: ours above scipy's
+    env = f"threads={threads}, load avg {load:.1f}"
+    return [
+        {
+            "benchmark": "toy exact solver, per fit (N=10000, K=8)",
+            "baseline": f"scipy least_squares(loss='huber', jac=A) looped ({len(pick)} of the fits, per fit)",
+            "candidate": f"solve_exact batched over {len(rows)} fits",
+            "ratio": t_scipy / t_batch,
+            "target": ">= 200",
+            "ok": t_scipy / t_batch >= 200,
+            "detail": f"scipy {t_scipy * 1e3:.2f} ms/fit, batched {t_batch * 1e3:.3f} ms/fit; "
+            f"our objective - scipy's <= {worst:.1e} relative (float32 vs scipy float64); {env}",
+        },
+        {
+            "benchmark": "toy exact solver, batching",
+            "baseline": f"solve_exact one fit per call ({len(pick)} fits)",
+            "candidate": f"solve_exact batched over {len(rows)} fits",
+            "ratio": t_single / t_batch,
+            "target": ">= 10",
+            "ok": t_single / t_batch >= 10,
+            "detail": f"single {t_single * 1e3:.2f} ms/fit, batched {t_batch * 1e3:.3f} ms/fit; {env}",
+        },
+    ]
+
+
+def bench_gd(threads: int, load: float) -> list[dict]:
+    from huberkl.toy import grid, solvers
+
+    data, design, rows, alpha = _problem()
+    steps, batch = 200, 256
+    lr = torch.full((batch,), 1.0)
+    with grid.torch_threads(threads):
+        solvers.solve_gd(design, data.Y, alpha[:batch], lr, 5, rows[:batch])
+        t_batch = _best(
+            lambda: solvers.solve_gd(design, data.Y, alpha[:batch], lr, steps, rows[:batch]), 2
+        )
+        pick = _subset(batch)[:8]
+
+        def loop():
+            for j in pick:
+                solvers.solve_gd(design, data.Y, alpha[j : j + 1], lr[:1], steps, rows[j : j + 1])
+
+        t_loop = _best(loop, 2) / len(pick) * batch
+    rate = batch * steps / t_batch
+    return [
+        {
+            "benchmark": "toy GD, fits·steps per second",
+            "baseline": f"solve_gd one fit per call ({len(pick)} fits × {steps} steps)",
+            "candidate": f"solve_gd batched over {batch} fits × {steps} steps",
+            "ratio": t_loop / t_batch,
+            "target": "report",
+            "ok": None,
+            "detail": f"batched {rate:,.0f} fit·steps/s, looped {batch * steps / t_loop:,.0f} fit·steps/s; "
+            f"threads={threads}, load avg {load:.1f}",
+        }
+    ]
+
+
+def _cli(args: list[str], out: Path) -> tuple[float, dict]:
+    exe = Path(sys.executable).with_name("huberkl")
+    cmd = [str(exe) if exe.exists() else "huberkl", "toy", "--out", str(out), *args]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    return wall, json.loads((out / "summary.json").read_text())
+
+
+def bench_cli(load: float) -> list[dict]:
+    with tempfile.TemporaryDirectory() as tmp:
+        wall, summary = _cli([], Path(tmp) / "default")
+    fits = summary["fits"]["exact"]
+    return [
+        {
+            "benchmark": "huberkl toy, default (3 families, exact)",
+            "baseline": "target 60 s wall",
+            "candidate": f"{fits} exact fits, whole command",
+            "ratio": 60.0 / wall,
+            "target": ">= 1 (under 60 s)",
+            "ok": wall < 60,
+            "detail": f"{wall:.1f} s wall (grid {summary['seconds']['grid']:.1f} s, exact "
+            f"{summary['seconds']['exact']:.1f} s) on {summary['device']}, threads={summary['threads']}, "
+            f"load avg {load:.1f} at start",
+        }
+    ]
+
+
+def _peak_rss_of(chunk: int, out: Path) -> float:
+    code = (
+        "import resource, sys, torch\n"
+        "from huberkl import config\n"
+        "from huberkl.toy.run import build_spec\n"
+        "from huberkl.toy import grid\n"
+        "torch.set_num_threads(1)\n"
+        "spec = build_spec(config.compose(['toy.seeds=1']).toy)\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        f"grid.run_grid(spec, device=torch.device('cpu'), dtype=torch.float32, chunk={chunk})\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return float(res.stdout.strip().splitlines()[-1])
+
+
+def bench_memory() -> list[dict]:
+    with tempfile.TemporaryDirectory() as tmp:
+        small, large = _peak_rss_of(64, Path(tmp)), _peak_rss_of(744, Path(tmp))
+    return [
+        {
+            "benchmark": "toy grid, peak memory growth (one seed, 744 exact fits)",
+            "baseline": "one chunk of 744 fits",
+            "candidate": "chunks of 64 fits",
+            "ratio": large / max(small, 1e-9),
+            "target": "report",
+            "ok": None,
+            "detail": f"peak RSS growth during the grid: {small:.0f} MiB (chunk 64) vs {large:.0f} MiB "
+            f"(chunk 744); the default CPU cap is 256 fits (~{256 * 10000 * 4 * 6 / 2**20:.0f} MiB working set)",
+        }
+    ]
+
+
+def run() -> list[dict]:
+    from huberkl.toy import grid
+
+    load = os.getloadavg()[0]
+    threads = grid.auto_threads()
+    rows = []
+    rows += bench_exact(threads, load)
+    rows += bench_gd(threads, load)
+    rows += bench_cli(load)
+    rows += bench_memory()
+    return rows
+
+
+if __name__ == "__main__":
+    for row in run():
+        print(row)
