@@ -75,6 +75,11 @@ def train(
 ) -> None:
     """Train a detector (config group detect, box loss from params) and score it on val."""
     overrides = list(overrides or [])
+    if multirun and cfg:  # show the first job's config
+        from huberkl.detect.hydra_app import sweep_points
+
+        overrides = [o for o in sweep_points(overrides)[0] if not o.startswith("hydra")]
+        multirun = False
     if multirun:
         from huberkl.detect.hydra_app import multirun as sweep
 

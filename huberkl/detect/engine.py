@@ -377,7 +377,10 @@ def train(
     raise a signal at a chosen point). Raises :class:`NonFiniteLossError` on a NaN/inf loss.
     """
     with _threads(cfg.detect.get("threads")):
-        return _train(cfg, Path(out_dir), on_iteration)
+        try:
+            return _train(cfg, Path(out_dir), on_iteration)
+        finally:
+            dist.destroy()
 
 
 @contextlib.contextmanager
@@ -602,7 +605,6 @@ def _train(cfg: DictConfig, out_dir: Path, on_iteration) -> TrainResult:
             f"AP {metrics['AP']:.3f}  AP50 {metrics['AP50']:.3f}  AP75 {metrics['AP75']:.3f}  "
             f"({seconds:.0f} s) -> {out_dir / METRICS}"
         )
-    dist.destroy()
     return TrainResult(out_dir, it, status, metrics, seconds)
 
 
@@ -654,7 +656,7 @@ def _short(name: str, value: float) -> str:
 def _open_csv(path: Path, columns: list[str]):
     new = not path.is_file() or path.stat().st_size == 0
     fh = path.open("a", newline="")
-    writer = csv.DictWriter(fh, fieldnames=columns)
+    writer = csv.DictWriter(fh, fieldnames=columns, lineterminator="\n")
     if new:
         writer.writeheader()
     return fh, writer
