@@ -23,7 +23,6 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-
 # An absolute path: a relative one from inside a package makes Hydra look for a package
 # ``huberkl.conf`` (which has no __init__.py, being plain YAML shipped as package data).
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
