@@ -16,6 +16,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -131,14 +132,17 @@ def is_done(step: Step, out: Path, key: str) -> bool:
     return f.is_file() and json.loads(f.read_text()).get("key") == key
 
 
-def run_step(step: Step, out: Path, key: str, log) -> float:
-    """Run one step (resuming a half-done training step) and mark it done; returns seconds."""
+def run_step(step: Step, out: Path, key: str, log, echo: bool = True) -> float:
+    """Run one step (resuming a half-done training step) and mark it done; returns seconds.
+
+    ``echo=False`` keeps the step's output in its ``stdout.txt`` only (parallel steps).
+    """
     argv = step.argv(out)
     started = out.exists() and any(out.iterdir())
     if started and not step.resumable:
         # A half-written non-resumable step is simply redone from scratch.
-        for p in sorted(out.rglob("*"), reverse=True):
-            p.unlink() if p.is_file() or p.is_symlink() else p.rmdir()
+        shutil.rmtree(out)
+        started = False
     key_file = out / ".key"
     if started and step.resumable and key_file.is_file() and key_file.read_text() == key:
         argv = [*argv, "detect.resume=true"]
@@ -148,27 +152,59 @@ def run_step(step: Step, out: Path, key: str, log) -> float:
     t0 = time.perf_counter()
     cmd = [sys.executable, "-m", "huberkl.cli", *argv[1:]]
     # stdout is kept beside the results (interpret's JSON is its stdout), and echoed live.
-    with (out / "stdout.txt").open("w") as sink:
+    with (out / "stdout.txt").open("a" if "detect.resume=true" in argv else "w") as sink:
         proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT if not echo else None,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         assert proc.stdout is not None
         for line in proc.stdout:
             sink.write(line)
-            sys.stdout.write(line)
+            if echo:
+                sys.stdout.write(line)
         proc.wait()
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(
-            f"step {step.name} failed with exit code {proc.returncode}: {' '.join(argv)}"
+            f"step {step.name} failed with exit code {proc.returncode}: {' '.join(argv)} (log: {out / 'stdout.txt'})"
         )
     _done_file(out).write_text(
         json.dumps(
-            {"key": key, "argv": argv, "seconds": round(seconds, 1), "title": step.title}, indent=2
+            {"key": key, "argv": step.argv(out), "seconds": round(seconds, 1), "title": step.title},
+            indent=2,
         )
         + "\n"
     )
     return seconds
+
+
+def _run_parallel(todo: list[tuple[Step, Path, str]], jobs: int, console) -> None:
+    """Run independent training steps ``jobs`` at a time under one rich progress bar."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("training runs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console) as bar, ThreadPoolExecutor(max_workers=jobs) as pool:
+        task = bar.add_task("runs", total=len(todo))
+        futures = {
+            pool.submit(run_step, st, out, key, console.print, False): st for st, out, key in todo
+        }
+        failed = []
+        for fut in as_completed(futures):
+            st = futures[fut]
+            try:
+                secs = fut.result()
+                console.print(f"done {st.name} ({secs / 60:.1f} min)")
+            except RuntimeError as exc:
+                failed.append(str(exc))
+                console.print(f"[red]failed {st.name}[/]")
+            bar.advance(task)
+    if failed:
+        raise RuntimeError(failed[0])
 
 
 def reproduce(
@@ -187,15 +223,22 @@ def reproduce(
     (root / "plan.yaml").write_text(OmegaConf.to_yaml(plan, resolve=True))
     steps = build_steps(plan, root)
     t0 = time.perf_counter()
-    timings: dict[str, float] = {}
+    jobs = max(1, int(plan.scale.get("jobs", 1)))
+    parallel: list[tuple[Step, Path, str]] = []
     for i, step in enumerate(steps, 1):
         out = root / step.name
         key = step.key()
         if not force and is_done(step, out, key):
             console.print(f"[dim][{i}/{len(steps)}] {step.name}: cached ({key})[/]")
             continue
+        if step.resumable and jobs > 1:
+            parallel.append((step, out, key))  # training runs: independent, run below
+            continue
         console.rule(f"[{i}/{len(steps)}] {step.name}: {step.title}")
-        timings[step.name] = run_step(step, out, key, console.print)
+        run_step(step, out, key, console.print)
+    if parallel:
+        console.rule(f"{len(parallel)} training runs, {jobs} at a time (logs: <run>/stdout.txt)")
+        _run_parallel(parallel, jobs, console)
     from huberkl.report import build_report
 
     report = build_report(root, steps, plan, elapsed=time.perf_counter() - t0)

@@ -68,7 +68,7 @@ DIFFERENCES = """## How this differs from the paper
   Experiments A-C assume), and a clean validation split. The paper used COCO 2014/2017.
 - **Models.** A 3.6 M-parameter backbone trained from scratch with an FPN (torchvision's
   Faster R-CNN and RetinaNet heads), not VGG-16 / ResNet-101 pretrained on ImageNet.
-- **Schedule.** A few hundred AdamW steps per run on 2 CPU cores instead of 490k/90k SGD
+- **Schedule.** 1000 (Faster R-CNN) or 1500 (RetinaNet) AdamW steps of 4 images on CPU, instead of 490k/90k SGD
   steps on GPUs; one seed per setting, so differences of a point or two of mAP are within
   run-to-run noise and should not be read as effects.
 - **Toy problem.** Same set-up as Section 5; the polynomial is fitted in a Legendre basis
