@@ -1,7 +1,47 @@
-"""`huberkl report` (being built; registers nothing yet)."""
+"""`huberkl report`: rebuild the reproduction report from the outputs `make reproduce` left."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from huberkl.commands._common import Overrides
+
+
+def report(
+    scale: Annotated[str, typer.Option(help="Which reproduction: cpu, smoke or full.")] = "cpu",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Where report.md/.html go (default: outputs/).")
+    ] = None,
+    reference: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also export a small self-contained copy (Markdown, figures, tables, configs) here."
+        ),
+    ] = None,
+    overrides: Overrides = None,
+) -> None:
+    """Rebuild outputs/report.md and .html from outputs/reproduce/<scale>/ (no recomputation)."""
+    from huberkl import reproduce
+    from huberkl.report.build import build_report, export_reference
+
+    root = reproduce.ROOT / scale
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"{root}: no reproduction of scale {scale!r} yet; run `make reproduce SCALE={scale}`"
+        )
+    plan = reproduce.load_plan(scale, overrides=list(overrides or []))
+    steps = reproduce.build_steps(plan, root)
+    md = build_report(root, steps, plan, elapsed=None, dest=out)
+    typer.echo(f"report: {md}")
+    if reference is not None:
+        typer.echo(f"reference copy: {export_reference(md.parent, root, reference)}")
+
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to `app`."""
+    """Add ``report`` to ``app``."""
+    app.command(
+        "report", help="Rebuild the reproduction report (report.md, report.html) from outputs/."
+    )(report)

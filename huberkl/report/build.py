@@ -97,9 +97,7 @@ class Report:
         took = f", {secs:.0f} s" if isinstance(secs, (int, float)) else ""
         has_cfg = (self.step_dir(name) / "config.yaml").is_file()
         where = (
-            f"config: [{rel}/config.yaml]({rel}/config.yaml)"
-            if has_cfg
-            else f"output: [{rel}/stdout.txt]({rel}/stdout.txt)"
+            f"[config.yaml]({rel}/config.yaml)" if has_cfg else f"[stdout.txt]({rel}/stdout.txt)"
         )
         return f"<sub>`{' '.join(argv)}` — {where}{took}</sub>\n"
 
@@ -415,8 +413,12 @@ def build_report(
         "# huberkl: the paper's tables and figures, regenerated\n",
         "Paper: G. P. Meyer, *An Alternative Probabilistic Interpretation of the Huber Loss*, CVPR 2021. "
         f"Scale **{scale}**; made {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} on {_machine()}. "
-        f"This run took {elapsed / 60:.1f} min (steps cached from earlier runs are not re-timed; "
-        f"the steps' own times add up to {compute / 60:.1f} min).\n",
+        + (
+            f"This run took {elapsed / 60:.1f} min (cached steps not re-timed); "
+            if elapsed is not None
+            else ""
+        )
+        + f"the steps' own times add up to {compute / 60:.1f} min.\n",
         paper.SMOKE_WARNING if scale == "smoke" else "",
         paper.DIFFERENCES,
         rep.claims_section(),
@@ -452,3 +454,34 @@ def _write_html(text: str, path: Path, base: Path) -> None:
     path.write_text(
         f"<!doctype html><html><head><meta charset='utf-8'><title>huberkl report</title><style>{style}</style></head><body>{body}</body></html>\n"
     )
+
+
+def export_reference(report_dir: Path, root: Path, dest: Path) -> Path:
+    """A small self-contained copy of a report: Markdown, figures, tables and each step's
+    config/run/metrics files, with links rewritten to point inside the copy."""
+    dest = Path(dest)
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(report_dir / "figures", dest / "figures")
+    shutil.copytree(report_dir / "tables", dest / "tables")
+    keep = (
+        "config.yaml",
+        "run.json",
+        "metrics.json",
+        "stdout.txt",
+        ".done.json",
+        "fit.csv",
+        "optimal.csv",
+        "summary.json",
+    )
+    for step in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "synth"):
+        for name in keep:
+            src = step / name
+            if src.is_file() and src.stat().st_size < 2_000_000:
+                (dest / "runs" / step.name).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dest / "runs" / step.name / name)
+    prefix = os.path.relpath(root, report_dir) + "/"
+    text = (report_dir / "report.md").read_text().replace(f"]({prefix}", "](runs/")
+    (dest / "report.md").write_text(text)
+    _write_html(text, dest / "report.html", dest)
+    return dest / "report.md"
