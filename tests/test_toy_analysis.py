@@ -76,3 +76,23 @@ def test_gd_optimum_picks_the_best_learning_rate_and_flags_a_large_gap():
         df, bootstrap=50, seed=0, artefact_tol=1e-5, theory={"cauchy": 0.3948}
     )
     assert opt.loc[0, "artefact"] and opt.loc[0, "gap_opt"] == pytest.approx(1e-3)
+
+
+def test_gd_optimum_bent_by_an_unconverged_better_alpha_is_an_artefact():
+    """Exact fits prefer α = 0.1; GD never converged below α = 0.5, so its pick (with a
+    small gap itself) is an artefact of the optimiser, and the same-seed exact optimum
+    says where the loss itself would have gone."""
+    exact = _rows("exact", {1.0: 0.1}, seeds=4, noise_sd=0.0)
+    gd = _rows("gd", {1.0: 0.1}, seeds=4, noise_sd=0.0, lrs=(1.0,))
+    slow = gd["alpha"] < 0.5
+    gd.loc[slow, "gap"] = 0.05
+    gd.loc[slow, "test_rmse"] *= 3  # unconverged fits test badly
+    df = pd.concat([exact, gd], ignore_index=True)
+    opt = analysis.optimal_table(
+        df, bootstrap=20, seed=0, artefact_tol=1e-5, theory={"cauchy": 0.3948}
+    )
+    row = opt[opt.solver == "gd"].iloc[0]
+    assert row["gap_opt"] < 1e-5 and row["alpha_opt"] >= 0.45
+    assert row["artefact"]
+    assert row["alpha_exact_same_seeds"] == pytest.approx(0.1, rel=0.05)
+    assert not opt[opt.solver == "exact"]["artefact"].any()
