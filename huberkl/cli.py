@@ -51,7 +51,8 @@ def main() -> None:
     try:
         # With standalone_mode=False click returns (not raises) a typer.Exit's code.
         code = app(standalone_mode=False)
-        sys.exit(code if isinstance(code, int) else 0)
+        if isinstance(code, int) and code != 0:
+            sys.exit(code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
