@@ -210,7 +210,10 @@ def _peak_rss_of(chunk: int) -> float:
         "torch.set_num_threads(1)\n"
         "cfg = config.compose(['toy.seeds=1', 'toy.solver=gd', 'toy.gd.seeds=1', 'toy.gd.steps=5'])\n"
         "spec = build_spec(cfg.toy)\n"
-        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        # Growth over the resident size now, not over the peak so far: imports can leave a
+        # transient peak above today's RSS that would hide the grid's own buffers (read 0).
+        "import os\n"
+        "base = int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 1024\n"
         f"grid.run_grid(spec, device=torch.device('cpu'), dtype=torch.float32, chunk={chunk})\n"
         "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)\n"
     )
