@@ -21,7 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="outputs/bench/results.json")
     args = parser.parse_args(argv)
     console = Console()
-    names = sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name.startswith("bench_"))
+    names = sorted(
+        m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name.startswith("bench_")
+    )
     if args.only:
         names = [n for n in names if any(o in n for o in args.only)]
     rows: list[dict] = []
