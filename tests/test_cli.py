@@ -12,21 +12,9 @@ import sys
 
 import pytest
 import yaml
+from _cli import run
 
 from huberkl import __version__, cli
-
-
-def run(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """``huberkl *args`` in-process: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["huberkl", *args])
-    monkeypatch.setenv("COLUMNS", "200")
-    monkeypatch.setenv("TERMINAL_WIDTH", "200")
-    try:
-        code = cli.main() or 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_error_line(err: str) -> str:

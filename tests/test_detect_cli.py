@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _detect_tiny import TINY_MODEL
 
 from huberkl.cli import main
 
@@ -18,14 +19,7 @@ TINY = [
     "data.synth.images=8",
     "data.synth.val_images=4",
     "data.synth.size=64",
-    "+detect.model.tiny_widths=[8,16,32,64]",
-    "detect.model.fpn_channels=16",
-    "detect.model.representation_size=32",
-    "detect.model.min_size=64",
-    "detect.model.max_size=64",
-    "detect.model.rpn_post_nms_top_n_train=50",
-    "detect.model.rpn_post_nms_top_n_test=50",
-    "detect.model.box_batch_size_per_image=32",
+    *TINY_MODEL,
     "detect.batch_size=2",
     "detect.workers=0",
     "detect.threads=1",

@@ -10,19 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from _detect_tiny import TINY_MODEL
 
 from huberkl.detect import checkpoint as ckpt
 from huberkl.detect import dist
 
 TINY = [
-    "+detect.model.tiny_widths=[8,16,32,64]",
-    "detect.model.fpn_channels=16",
-    "detect.model.representation_size=32",
-    "detect.model.min_size=64",
-    "detect.model.max_size=64",
-    "detect.model.rpn_post_nms_top_n_train=50",
-    "detect.model.rpn_post_nms_top_n_test=50",
-    "detect.model.box_batch_size_per_image=32",
+    *TINY_MODEL,
     "+detect.model.score_thresh=0.0",  # every val image gets detections: gathering is visible
     "detect.batch_size=2",
     "detect.workers=0",

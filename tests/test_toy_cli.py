@@ -10,24 +10,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from _cli import run
 
-from huberkl import cli, config
+from huberkl import config
 from huberkl.toy import grid
 from huberkl.toy.run import build_spec, run_toy
 
 SMOKE = ["toy=smoke"]
-
-
-def run(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """``huberkl *args`` in-process through the console entry point."""
-    monkeypatch.setattr(sys, "argv", ["huberkl", *args])
-    monkeypatch.setenv("COLUMNS", "200")
-    try:
-        code = cli.main() or 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(autouse=True)
