@@ -42,6 +42,7 @@ class Step:
     resumable: bool = False
     title: str = ""
     writes: bool = True  # False: the command only prints (interpret); its stdout is kept
+    nproc: int = 1  # > 1: launched through torchrun, one process per GPU
 
     def argv(self, out: Path) -> list[str]:
         where = ["--out", str(out)] if self.writes else []
@@ -72,6 +73,15 @@ def load_plan(
             "SCALE=full needs COCO=/path/to/coco (a folder with train2017/, val2017/, annotations/)"
         )
     return cfg
+
+
+def _nproc(value: int | str) -> int:
+    """Processes per training run: a number, or ``auto`` (one per visible GPU, at least 1)."""
+    if str(value) == "auto":
+        import torch
+
+        return max(1, torch.cuda.device_count())
+    return max(1, int(value))
 
 
 def build_steps(plan: DictConfig, root: Path) -> list[Step]:
@@ -117,6 +127,7 @@ def build_steps(plan: DictConfig, root: Path) -> list[Step]:
                     *run.overrides,
                 ],
                 resumable=True,
+                nproc=_nproc(s.detect.get("nproc", 1)),
                 title=str(run.get("title", run.name)),
             )
         )
@@ -150,7 +161,10 @@ def run_step(step: Step, out: Path, key: str, log, echo: bool = True) -> float:
     key_file.write_text(key)
     log(f"$ {' '.join(argv)}")
     t0 = time.perf_counter()
-    cmd = [sys.executable, "-m", "huberkl.cli", *argv[1:]]
+    launch = [sys.executable]
+    if step.nproc > 1:
+        launch += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={step.nproc}"]
+    cmd = [*launch, "-m", "huberkl.cli", *argv[1:]]
     # stdout is kept beside the results (interpret's JSON is its stdout), and echoed live.
     with (out / "stdout.txt").open("a" if "detect.resume=true" in argv else "w") as sink:
         proc = subprocess.Popen(

@@ -52,6 +52,7 @@ def test_full_scale_needs_coco_and_then_reads_it(tmp_path):
     assert "synth" not in [s.name for s in steps]
     run = next(s for s in steps if s.name == "frcnn-exp-a")
     assert run.overrides[:3] == ["detect=coco", "data=coco", "data.root=/data/coco"]
+    assert run.nproc == max(1, __import__("torch").cuda.device_count())  # nproc: auto
 
 
 def test_cache_key_is_stable_and_follows_the_config(tmp_path):
