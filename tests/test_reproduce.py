@@ -121,9 +121,12 @@ def test_report_reads_every_step_and_judges_the_claims(tmp_path):
     assert (
         "| The Publication settings (label noise w_a) perform worst (Table 3) | supported |" in text
     )
-    assert (
-        "| The optimal α grows nearly linearly" in text and "R² of the linear fits ≥ 0.970" in text
+    cauchy = (
+        "| Optimal α grows near-linearly with the cauchy noise scale (Sec. 5, Fig. 2) | supported |"
     )
+    laplace = "| Optimal α grows near-linearly with the laplace noise scale (Sec. 5, Fig. 2) | contradicted |"
+    assert cauchy in text and laplace in text
+    assert "3 of 8 optima flagged as optimiser artefacts" in text
     assert "D_{α,1/α} ≤ H_α ≤ D_{α/2,1/α} (Eq. 20) | supported" in text
     html = (tmp_path / "out" / "report.html").read_text()
     assert "data:image/png;base64," in html and "<table>" in html

@@ -230,16 +230,8 @@ class Report:
             )
             self.add(md_table(list(df.columns), df.round(4).astype(str).values.tolist()))
             _save_table(self.dest, "figure2_fit", list(df.columns), df.values.tolist())
-            r2 = df["r2"] if "r2" in df.columns else None
-            if r2 is not None:
-                worst = float(r2.min())
-                self.claims.append(
-                    (
-                        "The optimal α grows nearly linearly with the label-noise scale (Sec. 5, Fig. 2)",
-                        "supported" if worst >= 0.9 else "contradicted",
-                        f"R² of the linear fits ≥ {worst:.3f} over all families and solvers",
-                    )
-                )
+            if {"solver", "noise", "slope", "r2"} <= set(df.columns):
+                self._toy_claims(df)
         opt = d / "optimal.csv"
         if opt.is_file():
             df = pd.read_csv(opt)
@@ -248,6 +240,33 @@ class Report:
                 f"Per-scale optima with their spread over seeds and the theory's α: [tables/figure2_optimal.csv](tables/figure2_optimal.csv) ({len(df)} rows).\n"
             )
         self.add(self.provenance("figure2"))
+
+    def _toy_claims(self, fit: Any) -> None:
+        """One verdict per noise family, judged on the exact solver (what the loss itself
+        prefers); GD's fit and artefact count are given as evidence beside it."""
+        for noise, rows in fit.groupby("noise", sort=False):
+            by = {r.solver: r for r in rows.itertuples()}
+            ex = by.get("exact")
+            if ex is None:
+                continue
+            verdict = (
+                "supported"
+                if ex.r2 >= 0.9 and ex.slope > 0
+                else ("weak" if ex.r2 >= 0.7 and ex.slope > 0 else "contradicted")
+            )
+            theory = getattr(ex, "theory_slope", float("nan"))
+            evidence = f"exact: α* ≈ {ex.slope:.3f}·scale {ex.intercept:+.3f} (R² {ex.r2:.2f}); theory slope {theory:.3f}"
+            gd = by.get("gd")
+            if gd is not None:
+                flagged = getattr(gd, "artefacts", 0)
+                evidence += f"; GD: slope {gd.slope:.3f}, R² {gd.r2:.2f}, {flagged} of {getattr(gd, 'scales', '?')} optima flagged as optimiser artefacts"
+            self.claims.append(
+                (
+                    f"Optimal α grows near-linearly with the {noise} noise scale (Sec. 5, Fig. 2)",
+                    verdict,
+                    evidence,
+                )
+            )
 
     # -- Tables 3-6 -----------------------------------------------------------
     def _metrics(self, name: str) -> dict | None:
