@@ -102,7 +102,9 @@ def _fake_outputs(root: Path, steps, ap: dict[str, float]) -> None:
     (root / "tables12" / "stdout.txt").write_text(out)
     (root / "figure2" / "figure2.png").write_bytes(png)
     (root / "figure2" / "fit.csv").write_text(
-        "solver,noise,slope,intercept,r2\nexact,cauchy,0.4,0.01,0.97\n"
+        "solver,noise,slope,intercept,r2,theory_slope,scales,artefacts\n"
+        "exact,cauchy,0.4,0.01,0.97,0.395,8,0\ngd,cauchy,0.5,0.2,0.5,0.395,8,3\n"
+        "exact,laplace,0.05,0.0,0.3,0.0,8,0\n"
     )
 
 
