@@ -29,7 +29,7 @@ def test_cpu_plan_has_every_table_and_figure(tmp_path):
     assert frcnn == {
         f"frcnn-{p}"
         for p in ("publication", "implementation", "exp-a", "exp-b", "exp-c", "linear", "kl")
-    }
+    } | {"frcnn-implementation-seed1", "frcnn-implementation-seed2"}
     assert retina == {f"retinanet-{p}" for p in ("implementation", "exp-a", "exp-b")}
 
 
@@ -162,6 +162,20 @@ def test_report_flags_a_contradiction(tmp_path):
     )
 
 
+def test_differences_within_the_seed_span_are_noise(tmp_path):
+    root = tmp_path / "reproduce" / "cpu"
+    plan = reproduce.load_plan("cpu")
+    steps = reproduce.build_steps(plan, root)
+    ap = {s.name: 0.5 for s in steps if s.resumable}
+    ap["frcnn-implementation-seed1"] = 0.56  # seeds span 6 points
+    ap["frcnn-publication"] = 0.47  # 3 points below the rest: inside the span
+    _fake_outputs(root, steps, ap)
+    text = build_report(root, steps, plan, elapsed=None, dest=tmp_path / "out").read_text()
+    assert "**Run-to-run noise.**" in text and "| 50.0–56.0 |" in text
+    claim = "| The Publication settings (label noise w_a) perform worst (Table 3) | within noise |"
+    assert claim in text
+
+
 @pytest.mark.slow
 def test_smoke_reproduction_end_to_end(tmp_path):
     """`make reproduce SCALE=smoke` minus the set-up, in a scratch folder; a rerun is all cached."""
@@ -172,4 +186,5 @@ def test_smoke_reproduction_end_to_end(tmp_path):
     again = subprocess.run(
         cmd, cwd=tmp_path, env=env, check=True, capture_output=True, text=True, timeout=600
     )
-    assert again.stdout.count("cached") == 14
+    n_steps = len(_steps("smoke", tmp_path / "outputs" / "reproduce" / "smoke"))
+    assert again.stdout.count("cached") == n_steps
