@@ -478,7 +478,7 @@ def build_report(
             if elapsed is not None
             else ""
         )
-        + f"the steps' own times add up to {compute / 60:.1f} min.\n",
+        + f"The steps' own times add up to {compute / 60:.1f} min (two training runs at a time).\n",
         paper.SMOKE_WARNING if scale == "smoke" else "",
         paper.DIFFERENCES,
         rep.claims_section(),
