@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from _cli import run as _main
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from huberkl import cli, config
+from huberkl import config
 from huberkl.detect import synth
 from huberkl.detect.data import CocoDetection, collate_fn, load_split
 from huberkl.errors import InputError
@@ -217,17 +217,6 @@ def test_unreadable_image_names_the_file(split):
     ds = CocoDetection(split / "img", split / "ann.json")
     with pytest.raises(InputError, match="a.png: cannot read image"):
         ds[0]
-
-
-def _main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["huberkl", *args])
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as exc:
-        code = 0 if exc.code is None else exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.mark.parametrize(

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _cli import run as _main
 
-from huberkl import cli
 from huberkl.detect import synth
 from huberkl.errors import InputError
 
@@ -188,18 +187,6 @@ def test_ensure_synthesized_reuses_a_matching_set(tmp_path):
     assert paths["train_ann"].stat().st_mtime_ns == stamp
     synth.ensure_synthesized(tmp_path, **{**kw, "noise_scale": 0.3})
     assert _ann(paths["train_ann"])["info"]["noise_scale"] == 0.3
-
-
-def _main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run the real entry point in-process; success may return instead of exiting."""
-    monkeypatch.setattr(sys, "argv", ["huberkl", *args])
-    try:
-        cli.main()
-        code = 0
-    except SystemExit as exc:
-        code = 0 if exc.code is None else exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_cli_synth_writes_the_set_and_its_config(tmp_path, monkeypatch, capsys):
