@@ -160,12 +160,18 @@ class ExactResult:
 
 
 def _derivatives(
-    design: Design, u: Tensor, with_objective: bool = True
+    design: Design,
+    u: Tensor,
+    with_objective: bool = True,
+    psi: Tensor | None = None,
+    inside: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
     """(B, N) scaled residuals -> ``g = Aᵀψ`` (B, K), Hessians (B, K, K), ``Σ H_1(u)`` (B,;
-    None unless ``with_objective``) and the number of points in the quadratic zone (B,)."""
-    psi = u.clamp(-1, 1)
-    flat = torch.eq(psi, u, out=torch.empty_like(u)) @ design.products
+    None unless ``with_objective``) and the number of points in the quadratic zone (B,).
+    ``psi`` and ``inside`` (B, N): optional buffers (``psi`` is left holding ``ψ(u)``)."""
+    psi = torch.clamp(u, -1, 1, out=torch.empty_like(u) if psi is None else psi)
+    inside = torch.empty_like(u) if inside is None else inside
+    flat = torch.abs(u, out=inside).le_(1) @ design.products  # |u| <= 1, i.e. ψ == u
     F = huber_sum(u, psi) if with_objective else None
     return psi @ design.A, design.unpack(flat), F, flat[:, -1]
 
@@ -180,6 +186,7 @@ def _newton(
     ftol: float,
     max_iter: int,
     origin: Callable[[Tensor], Tensor],
+    buffers: tuple[Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Minimise ``F(φ) = Σ H_1(u0 − Aφ)`` over φ for every row of ``u`` (B, N), overwritten.
 
@@ -196,6 +203,9 @@ def _newton(
     there rather than undoing a long step in floating point). Steps are capped at
     ``‖Ad‖₂ <= 2·F_ref + N``: the minimiser's residuals lie within that l1 distance
     (``Σ|u| <= Σ H_1(u) + N/2``), so only absurd steps of a near-singular Hessian are cut.
+    ``buffers``: optional ``(ψ(u), scratch)`` (B, N) workspaces, overwritten (fresh
+    (B, N) pages cost a pass each); ``u`` may be swapped with the scratch when finished
+    rows are dropped.
     Returns φ (B, K), relative decrement (B,), iterations (B,), converged (B,) and the
     objective ``Σ H_1`` at the end (B,).
     """
@@ -213,8 +223,12 @@ def _newton(
 
     idx = torch.arange(b, device=device)  # original row of every live row
     phi = u.new_zeros(b, k)
-    psi: Tensor | None = None  # ψ(u), known after the first step
-    inside = torch.empty_like(u)  # buffers, reused: fresh (B, N) pages cost a pass
+    if buffers is None:
+        psi_buf: Tensor | None = None  # ψ(u), known after the first step
+        inside = torch.empty_like(u)  # buffers, reused: fresh (B, N) pages cost a pass
+    else:
+        psi_buf, inside = buffers  # ψ(u) already there
+    psi = psi_buf
     frozen = torch.zeros(b, dtype=torch.bool, device=device)
     n_frozen = 0
     L, exact = design.factor(H, u)
@@ -231,8 +245,11 @@ def _newton(
             rows = idx[at]
             out_phi[rows], out_gap[rows], out_conv[rows] = phi[at], rel[at], ok[at]
             out_iters[rows] = it
-            if n_stop == len(u):
-                out_F[rows] = huber_sum(u, psi)
+            if psi is not None:  # the scratch is free here: every row, no gathers
+                F_all = torch.add(u, psi, alpha=-0.5, out=inside).mul_(psi).sum(-1)
+                out_F[rows] = F_all if n_stop == len(u) else F_all[at]
+            elif n_stop == len(u):
+                out_F[rows] = huber_sum(u)
             else:
                 out_F[rows] = huber_sum(
                     u.index_select(0, at), None if psi is None else psi.index_select(0, at)
@@ -243,12 +260,14 @@ def _newton(
             break
         if n_frozen >= _COMPACT * len(u):  # drop finished rows from the batch
             keep = (~frozen).nonzero().squeeze(1)
-            u, phi, d, dec, g, L, exact, count, idx, half_inv_F, cap = (
+            phi, d, dec, g, L, exact, count, idx, half_inv_F, cap = (
                 t.index_select(0, keep)
-                for t in (u, phi, d, dec, g, L, exact, count, idx, half_inv_F, cap)
+                for t in (phi, d, dec, g, L, exact, count, idx, half_inv_F, cap)
             )
-            psi = None if psi is None else psi.index_select(0, keep)
-            inside = torch.empty_like(u)
+            # ψ and the scratch are rewritten before they are read again: no copies
+            m = len(keep)
+            u, inside = torch.index_select(u, 0, keep, out=inside[:m]), u[:m]
+            psi = None if psi is None else psi[:m]
             frozen = frozen.index_select(0, keep)
             n_frozen = 0
         elif n_frozen:
@@ -274,7 +293,7 @@ def _newton(
             step, g = _backtrack(design, u, psi, g, d, dec, overshot, tol, origin, idx, phi)
         phi += step
         it += 1
-        torch.eq(psi, u, out=inside)  # the Hessian at the new point, and its count
+        torch.abs(u, out=inside).le_(1)  # the Hessian at the new point, and its count
         flat = inside @ design.products
         count = flat[:, -1]
         L, exact = design.factor(design.unpack(flat), u)
@@ -421,11 +440,18 @@ def solve_exact(
         sub = Y.index_select(0, used)
         prev = robust_start(design, sub, ftol, max_iter)  # (m, K): the start of wave 0
         prev_alpha, prev_F = Y.new_ones(len(used)), Y.new_ones(len(used))
+    # (B, N) workspaces shared by the waves: u, ψ(u), scratch
+    work = Y.new_empty(3, max((len(f) for f in waves), default=0), design.n)
     for w, fits in enumerate(waves):
         label, a = label_of[fits], alpha[fits]
         start = theta0[fits] if theta0 is not None else prev.index_select(0, label)
-        u = design.residuals(sub, start, label).div_(a[:, None])
-        g, H, F, count = _derivatives(design, u, with_objective=theta0 is not None or w == 0)
+        nb = len(fits)
+        u = torch.index_select(sub, 0, label, out=work[0, :nb])
+        u.addmm_(start, design.At, alpha=-1).div_(a[:, None])
+        psi_w, inside_w = work[1, :nb], work[2, :nb]
+        g, H, F, count = _derivatives(
+            design, u, theta0 is not None or w == 0, psi=psi_w, inside=inside_w
+        )
         if F is None:
             # Σ H_1(r/α) at the previous α' minimiser lies within a factor α'/α of this at
             # the same point; it only sets the scale of the relative convergence test.
@@ -434,7 +460,9 @@ def solve_exact(
         def origin(i: Tensor, start=start, label=label, a=a) -> Tensor:
             return design.residuals(sub, start[i], label[i]).div_(a[i, None])
 
-        phi, gap_w, it_w, conv_w, F_w = _newton(design, u, g, H, F, count, ftol, max_iter, origin)
+        phi, gap_w, it_w, conv_w, F_w = _newton(
+            design, u, g, H, F, count, ftol, max_iter, origin, (psi_w, inside_w)
+        )
         theta_w = start + a[:, None] * phi
         theta[fits], F_end[fits], gap[fits], iters[fits], conv[fits] = (
             theta_w,
