@@ -474,7 +474,7 @@ def build_report(
         "Paper: G. P. Meyer, *An Alternative Probabilistic Interpretation of the Huber Loss*, CVPR 2021. "
         f"Scale **{scale}**; made {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} on {_machine()}. "
         + (
-            f"This run took {elapsed / 60:.1f} min (cached steps not re-timed); "
+            f"This run took {elapsed / 60:.1f} min (cached steps not re-timed). "
             if elapsed is not None
             else ""
         )
