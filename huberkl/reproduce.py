@@ -199,11 +199,13 @@ def _run_parallel(todo: list[tuple[Step, Path, str]], jobs: int, console) -> Non
     """Run independent training steps ``jobs`` at a time under one rich progress bar."""
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from huberkl.progress import progress_bar
 
-    columns = (TextColumn("training runs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console) as bar, ThreadPoolExecutor(max_workers=jobs) as pool:
-        task = bar.add_task("runs", total=len(todo))
+    with (
+        progress_bar("training runs", console=console) as bar,
+        ThreadPoolExecutor(max_workers=jobs) as pool,
+    ):
+        task = bar.add_task("", total=len(todo))
         futures = {
             pool.submit(run_step, st, out, key, console.print, False): st for st, out, key in todo
         }

@@ -345,25 +345,11 @@ class _StopFlag:
 
 
 def _progress(enabled: bool):
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import TextColumn
 
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(bar_width=20),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[losses]}"),
-        disable=not enabled,
-        transient=False,
-    )
+    from huberkl.progress import progress_bar
+
+    return progress_bar("", TextColumn("{task.fields[losses]}"), enabled=enabled)
 
 
 def train(

@@ -86,14 +86,8 @@ def run_toy(cfg: DictConfig, out_dir: str | Path, *, console=None, progress: boo
     """Run the grid of ``cfg.toy``, write every output to ``out_dir``, return the summary."""
     import pandas as pd
     import torch
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+
+    from huberkl.progress import progress_bar
 
     toy = cfg.toy
     spec = build_spec(toy, int(cfg.get("seed", 0) or 0))
@@ -118,17 +112,9 @@ def run_toy(cfg: DictConfig, out_dir: str | Path, *, console=None, progress: boo
     out.mkdir(parents=True, exist_ok=True)
 
     t0 = time.perf_counter()
-    columns = [
-        TextColumn("[bold]toy[/] {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("fits"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    ]
     with (
         grid.torch_threads(threads),
-        Progress(*columns, console=console, disable=not progress, transient=False) as bar,
+        progress_bar("toy", unit="fits", console=console, enabled=progress) as bar,
     ):
         task = bar.add_task(f"{device.type} {str(dtype).removeprefix('torch.')}", total=spec.n_fits)
         res = grid.run_grid(
