@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from huberkl.errors import InputError
+
 Reduction = Literal["none", "mean", "sum"]
 Scalar = float | int | Tensor
 _INT_DTYPES = (torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64)
@@ -48,7 +50,7 @@ _LOG_SERIES = [(-1.0) ** k / k for k in range(2, 2 + _SERIES_TERMS)]
 
 
 def _check_positive(name: str, value: object, allow_zero: bool = False) -> None:
-    """Raise ``ValueError`` naming ``name`` unless every entry is a finite number > 0.
+    """Raise ``InputError`` (a ``ValueError``) naming ``name`` unless every entry is a finite number > 0.
 
     Infinity is refused too: every formula here then yields ``inf − inf`` or ``0·inf``.
     """
@@ -57,18 +59,18 @@ def _check_positive(name: str, value: object, allow_zero: bool = False) -> None:
         value = torch.as_tensor(value)
     if isinstance(value, Tensor):
         if value.dtype.is_complex or value.dtype == torch.bool:
-            raise ValueError(f"{name} must be a real tensor, got dtype {value.dtype}")
+            raise InputError(f"{name} must be a real tensor, got dtype {value.dtype}")
         v = value.detach()
         bad = ~torch.isfinite(v) | ((v < 0) if allow_zero else (v <= 0))
         if bool(bad.any()):
             first = v[bad].flatten()[0].item()
-            raise ValueError(f"{name} must be finite and {bound} everywhere, got {first!r}")
+            raise InputError(f"{name} must be finite and {bound} everywhere, got {first!r}")
         return
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"{name} must be a number {bound}, got {value!r}")
+        raise InputError(f"{name} must be a number {bound}, got {value!r}")
     f = float(value)
     if not math.isfinite(f) or (f < 0 if allow_zero else f <= 0):
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+        raise InputError(f"{name} must be a finite number {bound}, got {value!r}")
 
 
 def _as_input(name: str, value: object) -> Tensor:

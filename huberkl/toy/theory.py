@@ -23,7 +23,7 @@ from functools import cache
 import numpy as np
 from scipy import integrate, optimize
 
-from huberkl.errors import InputError
+from huberkl import losses
 from huberkl.toy.data import check_family
 
 # Standard densities and upper tails (scale 1) as plain functions: quadrature calls the
@@ -45,10 +45,9 @@ _SEARCH = (1e-4, 1e2)
 
 
 def _check_positive(name: str, value: float) -> float:
-    value = float(value)
-    if not (math.isfinite(value) and value > 0):
-        raise InputError(f"{name} must be a number > 0, got {value!r}")
-    return value
+    """``value`` as a float, or the losses' one-line InputError naming ``name``."""
+    losses._check_positive(name, value)
+    return float(value)
 
 
 def asymptotic_variance(family: str, alpha: float, scale: float = 1.0) -> float:
