@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import math
 import random
 import signal
@@ -35,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from huberkl.detect import checkpoint as ckpt
 from huberkl.detect import dist
+from huberkl.detect.files import write_json
 from huberkl.errors import InputError
 
 CHECKPOINT = "checkpoint.pt"
@@ -248,15 +248,9 @@ def evaluate_model(
         metrics.update(extra)
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        _write_json(out_dir / METRICS, metrics)
-        _write_json(out_dir / DETECTIONS, rows)
+        write_json(out_dir / METRICS, metrics, indent=1)
+        write_json(out_dir / DETECTIONS, rows)
     return metrics
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1 if isinstance(obj, dict) else None) + "\n")
-    tmp.replace(path)
 
 
 # ----------------------------------------------------------------------------- checkpoints

@@ -10,17 +10,15 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
-import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torchvision.ops import box_convert
 
+from huberkl.detect.files import write_json
 from huberkl.errors import InputError
 
 # COCOeval.stats, in order.
@@ -131,12 +129,6 @@ def coco_metrics(
     return {k: float(v) for k, v in zip(METRIC_KEYS, ev.stats, strict=True)}
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj) + "\n")
-    os.replace(tmp, path)
-
-
 def evaluate(
     model,
     loader: Iterable,
@@ -154,6 +146,6 @@ def evaluate(
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        _write_json(out / "detections.json", rows)
-        _write_json(out / "metrics.json", metrics)
+        write_json(out / "detections.json", rows)
+        write_json(out / "metrics.json", metrics)
     return metrics

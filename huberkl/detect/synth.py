@@ -24,13 +24,13 @@ from __future__ import annotations
 import colorsys
 import json
 import math
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from huberkl.detect.files import write_json
 from huberkl.errors import InputError
 
 CLASSES = ("rectangle", "ellipse", "triangle", "cross", "star")
@@ -234,12 +234,6 @@ def check_args(
     return args
 
 
-def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, separators=(",", ":")) + "\n")
-    os.replace(tmp, path)  # never a half-written annotation file
-
-
 def _coco(info: dict, images: list[dict], anns: list[dict]) -> dict:
     cats = [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(CLASSES)]
     return {"info": info, "images": images, "annotations": anns, "categories": cats}
@@ -256,6 +250,10 @@ def layout(out_dir: str | Path) -> dict[str, Path]:
         "val_ann": root / "annotations" / "instances_val.json",
         "train_clean_ann": root / "annotations" / "instances_train_clean.json",
     }
+
+
+def _write_ann(path: Path, obj: dict) -> None:
+    write_json(path, obj, separators=(",", ":"))  # never a half-written annotation file
 
 
 def synthesize(
@@ -317,8 +315,8 @@ def synthesize(
 
     clean_info = {**info, "noise": "none", "noise_scale": 0.0}
     train_rows, train_anns = split_records["train"]
-    _write_json(paths["val_ann"], _coco({**clean_info, "split": "val"}, *split_records["val"]))
-    _write_json(
+    _write_ann(paths["val_ann"], _coco({**clean_info, "split": "val"}, *split_records["val"]))
+    _write_ann(
         paths["train_clean_ann"], _coco({**clean_info, "split": "train"}, train_rows, train_anns)
     )
     noisy_anns = train_anns
@@ -332,7 +330,7 @@ def synthesize(
             noisy_anns.append({**ann, "bbox": bbox, "area": round(bbox[2] * bbox[3], 3)})
     scale = noise_scale if noise != "none" else 0.0
     noisy_info = {**info, "noise": noise, "noise_scale": scale, "split": "train"}
-    _write_json(paths["train_ann"], _coco(noisy_info, train_rows, noisy_anns))
+    _write_ann(paths["train_ann"], _coco(noisy_info, train_rows, noisy_anns))
     return paths
 
 
