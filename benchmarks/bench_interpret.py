@@ -1,4 +1,4 @@
-"""`huberkl interpret --preset all` must feel instant: under 0.5 s wall (issue 3, item 7).
+"""`huberkl interpret --preset all` must feel instant: under 0.5 s wall.
 
 Each command runs as a fresh process (what a user waits for), median of REPEATS runs after
 one warm-up, all in this run: the candidate, the bare interpreter (``python -c pass``: the

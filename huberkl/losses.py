@@ -1,7 +1,7 @@
 """The paper's losses, as stable torch functions with thin ``nn.Module`` wrappers.
 
 Equation numbers refer to *An Alternative Probabilistic Interpretation of the Huber
-Loss* (restated in ``shared/reference/EQUATIONS.md``):
+Loss* (restated in ``docs/EQUATIONS.md``):
 
 - ``huber``            H_α(x), Eq. 4
 - ``smooth_l1``        H_β(x)/β, the frameworks' form (β = 0 is |x|)

@@ -121,7 +121,7 @@ def test_smooth_l1_matches_torch(dtype, beta):
     x = grid(max(beta, 1.0)).to(dtype)
     ref = F.smooth_l1_loss(x, torch.zeros_like(x), reduction="none", beta=beta)
     assert_close(L.smooth_l1(x, beta), ref)
-    if beta > 0:  # the frameworks' form is (1/β)·H_β (EQUATIONS.md)
+    if beta > 0:  # the frameworks' form is (1/β)·H_β (docs/EQUATIONS.md)
         assert_close(L.smooth_l1(x, beta), L.huber(x, beta) / beta)
 
 

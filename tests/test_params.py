@@ -39,7 +39,7 @@ TABLE1 = {
     ("exp-c", "detection"): "1 1 1/20 1/20 1/10 1/10",
 }
 
-# ../shared/reference/FRAMEWORK-DEFAULTS.md: (loss, beta, weight, box-coder weights 1/σ).
+# docs/FRAMEWORK-DEFAULTS.md: (loss, beta, weight, box-coder weights 1/σ).
 FRAMEWORKS = {
     ("torchvision-frcnn", "proposal"): ("huber", "1/9", "1", (1, 1, 1, 1)),
     ("torchvision-frcnn", "detection"): ("huber", "1/9", "1", (10, 10, 5, 5)),

@@ -2,7 +2,7 @@
 
 The exact solver minimises Σ H_α(y − Aθ) (Eq. 4); ``scipy.optimize.least_squares`` with
 ``loss="huber", f_scale=α`` minimises the same sum (its cost per residual is exactly
-H_α(r), FRAMEWORK-DEFAULTS.md), so the two objectives must agree.
+H_α(r), docs/FRAMEWORK-DEFAULTS.md), so the two objectives must agree.
 """
 
 from __future__ import annotations

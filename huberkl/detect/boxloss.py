@@ -141,7 +141,7 @@ class BoxLoss(nn.Module):
         huber and l1 go through torch's fused ``smooth_l1_loss``/``l1_loss`` (the same
         H_β/β as ``huberkl.losses.smooth_l1``, checked by the tests): on a GPU the
         unfused form adds ~30 kernel launches per call, 4-8 % of a small detector's
-        training step (issue 5, item 10 allows 3 %).
+        training step (the benchmark budget is 3 %).
         """
         if self.loss == "kl":
             return kl_loss(pred - target, self.alpha / 2, 1.0 / self.weight, reduction="sum")
