@@ -62,6 +62,12 @@ def _save_table(
     frame.to_json(tables / f"{name}.json", orient="records", indent=1, force_ascii=False)
 
 
+def _link(target: Path, start: Path) -> str:
+    """A relative link for Markdown/HTML: POSIX separators on every OS (a Windows relpath
+    has backslashes, which browsers and Markdown renderers do not follow)."""
+    return os.path.relpath(target, start).replace(os.sep, "/")
+
+
 def _figure(dest: Path, src: Path, name: str) -> str | None:
     if not src.is_file():
         return None
@@ -92,7 +98,7 @@ class Report:
         argv = done.get("argv") or (
             self.steps[name].argv(self.step_dir(name)) if name in self.steps else []
         )
-        rel = os.path.relpath(self.step_dir(name), self.dest)
+        rel = _link(self.step_dir(name), self.dest)
         secs = done.get("seconds")
         took = f", {secs:.0f} s" if isinstance(secs, (int, float)) else ""
         has_cfg = (self.step_dir(name) / "config.yaml").is_file()
@@ -292,7 +298,7 @@ class Report:
                 if pkey
                 else ["–"] * 3
             )
-            rel = os.path.relpath(self.step_dir(step), self.dest)
+            rel = _link(self.step_dir(step), self.dest)
             rows.append([label, *ours, *theirs, f"[{step}]({rel}/config.yaml)"])
         self.add(md_table(header, rows))
         _save_table(self.dest, table_name, header, rows)
@@ -540,7 +546,7 @@ def export_reference(report_dir: Path, root: Path, dest: Path) -> Path:
             if src.is_file() and src.stat().st_size < 2_000_000:
                 (dest / "runs" / step.name).mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src, dest / "runs" / step.name / name)
-    prefix = os.path.relpath(root, report_dir) + "/"
+    prefix = _link(root, report_dir) + "/"
     text = (report_dir / "report.md").read_text().replace(f"]({prefix}", "](runs/")
     (dest / "report.md").write_text(text)
     _write_html(text, dest / "report.html", dest)
