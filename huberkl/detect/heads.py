@@ -14,6 +14,9 @@ passed in, an attribute), and never patch torchvision's module-level functions:
 - ``HuberKLRegressionHead``: RetinaNet's regression head with ``compute_loss`` overridden
   (normaliser: foreground anchors per image, then images).
 
+``adopt`` turns an existing torchvision stage into its subclass in place (the object,
+its parameters, buffers, hooks and other attributes stay; ``huberkl.detect.apply``).
+
 Loss-dict keys stay torchvision's (``loss_rpn_box_reg``, ``loss_box_reg``,
 ``bbox_regression``), so with the ``torchvision-*`` presets the dicts equal stock ones.
 """
@@ -24,7 +27,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torchvision.models.detection._utils import BoxCoder
 from torchvision.models.detection.retinanet import RetinaNetRegressionHead
 from torchvision.models.detection.roi_heads import RoIHeads
@@ -34,6 +37,20 @@ from huberkl.detect.boxloss import BoxLoss
 from huberkl.errors import InputError
 
 
+def adopt(stage: nn.Module, cls: type[nn.Module], box_loss: BoxLoss, box_coder: BoxCoder) -> None:
+    """Make ``stage`` a ``cls`` in place and give it ``box_loss`` and ``box_coder``.
+
+    ``cls`` must be ``type(stage)``'s direct subclass here (or ``type(stage)`` itself, to
+    change the settings again). The subclasses add no parameters or buffers (``BoxLoss``
+    holds none), so ``state_dict`` keys and values stay as they were.
+    """
+    if type(stage) is not cls and type(stage) is not cls.__bases__[0]:
+        raise TypeError(f"cannot adopt a {type(stage).__name__} as {cls.__name__}")
+    stage.__class__ = cls
+    stage.box_loss = box_loss
+    stage.box_coder = box_coder
+
+
 class HuberKLRPN(RegionProposalNetwork):
     """RPN whose box loss and box coder come from the proposal stage's settings."""
 
@@ -41,28 +58,6 @@ class HuberKLRPN(RegionProposalNetwork):
         super().__init__(*args, **kwargs)
         self.box_loss = box_loss
         self.box_coder = box_coder  # used for both target encoding and proposal decoding
-
-    @classmethod
-    def from_torchvision(
-        cls, rpn: RegionProposalNetwork, box_loss: BoxLoss, box_coder: BoxCoder
-    ) -> HuberKLRPN:
-        """Same anchor generator, head (weights included) and sampling settings as ``rpn``."""
-        out = cls(
-            rpn.anchor_generator,
-            rpn.head,
-            rpn.proposal_matcher.high_threshold,
-            rpn.proposal_matcher.low_threshold,
-            rpn.fg_bg_sampler.batch_size_per_image,
-            rpn.fg_bg_sampler.positive_fraction,
-            dict(rpn._pre_nms_top_n),
-            dict(rpn._post_nms_top_n),
-            rpn.nms_thresh,
-            score_thresh=rpn.score_thresh,
-            box_loss=box_loss,
-            box_coder=box_coder,
-        )
-        out.train(rpn.training)
-        return out
 
     def compute_loss(
         self,
@@ -99,29 +94,6 @@ class HuberKLRoIHeads(RoIHeads):
             )
         self.box_loss = box_loss
         self.box_coder = box_coder
-
-    @classmethod
-    def from_torchvision(
-        cls, heads: RoIHeads, box_loss: BoxLoss, box_coder: BoxCoder
-    ) -> HuberKLRoIHeads:
-        """Same pooling, box head, predictor (weights included) and sampling as ``heads``."""
-        out = cls(
-            heads.box_roi_pool,
-            heads.box_head,
-            heads.box_predictor,
-            heads.proposal_matcher.high_threshold,
-            heads.proposal_matcher.low_threshold,
-            heads.fg_bg_sampler.batch_size_per_image,
-            heads.fg_bg_sampler.positive_fraction,
-            box_coder.weights,
-            heads.score_thresh,
-            heads.nms_thresh,
-            heads.detections_per_img,
-            box_loss=box_loss,
-            box_coder=box_coder,
-        )
-        out.train(heads.training)
-        return out
 
     def compute_loss(
         self,
