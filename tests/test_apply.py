@@ -25,10 +25,14 @@ import torch
 import yaml
 from torch import nn
 from torchvision.models import detection
-from torchvision.models.detection import FasterRCNN, RetinaNet
+from torchvision.models.detection import FasterRCNN, KeypointRCNN, MaskRCNN, RetinaNet
 from torchvision.models.detection._utils import BoxCoder
 from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+from torchvision.models.detection.keypoint_rcnn import KeypointRCNNHeads, KeypointRCNNPredictor
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.retinanet import RetinaNetHead
+from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RegionProposalNetwork, concat_box_prediction_layers
 from torchvision.ops import MultiScaleRoIAlign
 
@@ -47,10 +51,23 @@ def _batch() -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
     images = [torch.rand(3, 64, 64, generator=g, dtype=torch.float64) for _ in range(2)]
     boxes = [[[4.0, 6.0, 30.0, 28.0], [20.0, 30.0, 60.0, 62.0]], [[10.0, 8.0, 40.0, 50.0]]]
     labels = [[1, 3], [2]]
-    targets = [
-        {"boxes": torch.tensor(b, dtype=torch.float64), "labels": torch.tensor(lab)}
-        for b, lab in zip(boxes, labels, strict=True)
-    ]
+    targets = []
+    for b, lab in zip(boxes, labels, strict=True):
+        box = torch.tensor(b, dtype=torch.float64)
+        masks = torch.zeros(len(b), 64, 64, dtype=torch.uint8)  # box-shaped masks
+        for m, (x0, y0, x1, y1) in zip(masks, box.int().tolist(), strict=True):
+            m[y0:y1, x0:x1] = 1
+        centre = (box[:, :2] + box[:, 2:]) / 2  # keypoints: two corners and the centre
+        points = torch.stack([box[:, :2] + 1, centre, box[:, 2:] - 1], dim=1)
+        keypoints = torch.cat([points, torch.ones(len(b), 3, 1, dtype=torch.float64)], dim=2)
+        targets.append(
+            {
+                "boxes": box,
+                "labels": torch.tensor(lab),
+                "masks": masks,
+                "keypoints": keypoints.float(),
+            }
+        )
     return images, targets
 
 
@@ -77,6 +94,36 @@ def tiny_frcnn() -> FasterRCNN:
     )
 
 
+def tiny_maskrcnn() -> MaskRCNN:
+    return MaskRCNN(
+        _tiny_backbone(),
+        num_classes=None,  # given by the predictors
+        box_predictor=FastRCNNPredictor(1024, NUM_CLASSES),
+        min_size=64,
+        max_size=64,
+        rpn_anchor_generator=AnchorGenerator(((16, 32, 64),), ((0.5, 1.0, 2.0),)),
+        box_roi_pool=MultiScaleRoIAlign(["0"], 7, 2),
+        mask_roi_pool=MultiScaleRoIAlign(["0"], 14, 2),
+        mask_head=MaskRCNNHeads(16, (16, 16), 1),
+        mask_predictor=MaskRCNNPredictor(16, 16, NUM_CLASSES),
+    )
+
+
+def tiny_keypointrcnn() -> KeypointRCNN:
+    return KeypointRCNN(
+        _tiny_backbone(),
+        num_classes=None,  # given by the predictors
+        box_predictor=FastRCNNPredictor(1024, NUM_CLASSES),
+        min_size=64,
+        max_size=64,
+        rpn_anchor_generator=AnchorGenerator(((16, 32, 64),), ((0.5, 1.0, 2.0),)),
+        box_roi_pool=MultiScaleRoIAlign(["0"], 7, 2),
+        keypoint_roi_pool=MultiScaleRoIAlign(["0"], 14, 2),
+        keypoint_head=KeypointRCNNHeads(16, (16, 16)),
+        keypoint_predictor=KeypointRCNNPredictor(16, 3),
+    )
+
+
 def tiny_retinanet() -> RetinaNet:
     anchors = AnchorGenerator(((16, 32, 64),), ((0.5, 1.0, 2.0),))
     return RetinaNet(
@@ -94,6 +141,8 @@ def _zoo(name: str) -> Callable[[], nn.Module]:
 
 FRCNN = {
     "tiny": tiny_frcnn,
+    "tiny-mask": tiny_maskrcnn,
+    "tiny-keypoint": tiny_keypointrcnn,
     "resnet50_fpn": _zoo("fasterrcnn_resnet50_fpn"),
     "mobilenet_v3_large_fpn": _zoo("fasterrcnn_mobilenet_v3_large_fpn"),
 }
@@ -143,6 +192,8 @@ def test_torchvision_preset_keeps_loss_dict_and_gradients(
         got, got_grads = _losses_and_grads(applied, seed)
         want, want_grads = _losses_and_grads(stock, seed)
         assert all(v > 0 for v in want.values())
+        assert ("loss_mask" in want) == ("mask" in name)  # mask/keypoint losses kept
+        assert ("loss_keypoint" in want) == ("keypoint" in name)
         _assert_equal(got, want)
         _assert_equal(got_grads, want_grads)
     # and the comparison can fail: another preset changes the box losses
@@ -312,6 +363,10 @@ class _MyHead(RetinaNetHead):
     pass
 
 
+class _MyRoIHeads(RoIHeads):
+    pass
+
+
 def test_unsupported_models_and_stages_are_one_input_error() -> None:
     with pytest.raises(
         InputError, match=r"needs a torchvision FasterRCNN.*RetinaNet.*got a Linear"
@@ -325,10 +380,11 @@ def test_unsupported_models_and_stages_are_one_input_error() -> None:
     retina.head.__class__ = _MyHead
     with pytest.raises(InputError, match=r"model\.head is a _MyHead.*RetinaNetHead"):
         apply_params(retina, "exp-c")
-    mask = detection.maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=2)
-    with pytest.raises(InputError, match="mask or keypoint"):
-        apply_params(mask, "exp-c")
-    assert type(mask.rpn) is RegionProposalNetwork  # nothing changed before the error
+    frcnn = tiny_frcnn()
+    frcnn.roi_heads.__class__ = _MyRoIHeads
+    with pytest.raises(InputError, match=r"model\.roi_heads is a _MyRoIHeads"):
+        apply_params(frcnn, "exp-c")
+    assert type(frcnn.rpn) is RegionProposalNetwork  # nothing changed before the error
     with pytest.raises(InputError, match=r"'exp-z' is neither a preset \(publication"):
         apply_params(tiny_frcnn(), "exp-z")
     with pytest.raises(InputError, match="target_encoding"):

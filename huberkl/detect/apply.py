@@ -5,7 +5,7 @@ backbone) or ``RetinaNet`` the box loss (type, α, λ; ``huberkl.detect.boxloss`
 coder (weights 1/σ, log or linear size targets; Eq. 24, 28, 89-90) of its settings:
 
 - Faster R-CNN: the RPN takes ``params.stage("proposal")``, the ROI heads
-  ``params.stage("detection")``;
+  ``params.stage("detection")`` (a Mask/Keypoint R-CNN keeps its mask/keypoint losses);
 - RetinaNet: its head is the proposal stage (paper, Sec. 7.2); the model's decoding coder
   becomes the head's, so that targets and detections use one coder.
 
@@ -37,7 +37,8 @@ from huberkl.errors import InputError
 from huberkl.params import Preset, resolve_preset
 
 SUPPORTED = (
-    "torchvision FasterRCNN (any backbone; RegionProposalNetwork and box-only RoIHeads) "
+    "torchvision FasterRCNN (any backbone, also Mask/Keypoint R-CNN; RegionProposalNetwork "
+    "and RoIHeads) "
     "or RetinaNet (RetinaNetHead with RetinaNetRegressionHead)"
 )
 
@@ -72,11 +73,6 @@ def apply_params(
     if isinstance(model, FasterRCNN):
         _check_stage(model.rpn, "model.rpn", RegionProposalNetwork, HuberKLRPN)
         _check_stage(model.roi_heads, "model.roi_heads", RoIHeads, HuberKLRoIHeads)
-        if model.roi_heads.has_mask() or model.roi_heads.has_keypoint():
-            raise InputError(
-                f"{type(model).__name__} has mask or keypoint ROI heads, which apply_params "
-                f"does not support; supported: {SUPPORTED}"
-            )
         preset = resolve_preset(params)
         proposal, detection = preset.stage("proposal"), preset.stage("detection")
         rpn_loss = BoxLoss.from_stage(proposal, preset.form)

@@ -9,8 +9,9 @@ passed in, an attribute), and never patch torchvision's module-level functions:
 - ``HuberKLRPN``: ``compute_loss`` overridden; sampling, matching and normaliser (sampled
   anchors) unchanged;
 - ``HuberKLRoIHeads``: the training branch of ``forward`` calls ``self.compute_loss``, a
-  copy of ``fastrcnn_loss`` with our box loss (normaliser: sampled RoIs); inference is
-  torchvision's own ``forward``;
+  copy of ``fastrcnn_loss`` with our box loss (normaliser: sampled RoIs), and
+  torchvision's mask/keypoint losses where those heads exist; inference is torchvision's
+  own ``forward``;
 - ``HuberKLRegressionHead``: RetinaNet's regression head with ``compute_loss`` overridden
   (normaliser: foreground anchors per image, then images).
 
@@ -30,11 +31,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.detection._utils import BoxCoder
 from torchvision.models.detection.retinanet import RetinaNetRegressionHead
-from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.models.detection.roi_heads import RoIHeads, keypointrcnn_loss, maskrcnn_loss
 from torchvision.models.detection.rpn import RegionProposalNetwork
 
 from huberkl.detect.boxloss import BoxLoss
-from huberkl.errors import InputError
 
 
 def adopt(stage: nn.Module, cls: type[nn.Module], box_loss: BoxLoss, box_coder: BoxCoder) -> None:
@@ -84,14 +84,14 @@ class HuberKLRPN(RegionProposalNetwork):
 
 
 class HuberKLRoIHeads(RoIHeads):
-    """Box-only ROI heads whose box loss and box coder come from the detection stage."""
+    """ROI heads whose box loss and box coder come from the detection stage.
+
+    A Mask R-CNN's or Keypoint R-CNN's mask and keypoint branches keep torchvision's own
+    losses (``maskrcnn_loss``, ``keypointrcnn_loss``) on the positive sampled proposals.
+    """
 
     def __init__(self, *args, box_loss: BoxLoss, box_coder: BoxCoder, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if self.has_mask() or self.has_keypoint():
-            raise InputError(
-                "masks and keypoints are not supported by HuberKLRoIHeads (boxes only)"
-            )
         self.box_loss = box_loss
         self.box_coder = box_coder
 
@@ -129,14 +129,56 @@ class HuberKLRoIHeads(RoIHeads):
                 raise TypeError(f"target boxes must be of float type, got {t['boxes'].dtype}")
             if t["labels"].dtype != torch.int64:
                 raise TypeError(f"target labels must be of int64 type, got {t['labels'].dtype}")
-        proposals, _, labels, regression_targets = self.select_training_samples(proposals, targets)
+            if self.has_keypoint() and t["keypoints"].dtype != torch.float32:
+                raise TypeError(f"target keypoints must be float32, got {t['keypoints'].dtype}")
+        proposals, matched_idxs, labels, regression_targets = self.select_training_samples(
+            proposals, targets
+        )
         box_features = self.box_roi_pool(features, proposals, image_shapes)
         box_features = self.box_head(box_features)
         class_logits, box_regression = self.box_predictor(box_features)
         loss_classifier, loss_box_reg = self.compute_loss(
             class_logits, box_regression, labels, regression_targets
         )
-        return [], {"loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
+        losses = {"loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
+        if self.has_mask() or self.has_keypoint():
+            losses.update(
+                self._mask_keypoint_losses(
+                    features, proposals, image_shapes, targets, matched_idxs, labels
+                )
+            )
+        return [], losses
+
+    def _mask_keypoint_losses(
+        self,
+        features: dict[str, Tensor],
+        proposals: list[Tensor],
+        image_shapes: list[tuple[int, int]],
+        targets: list[dict[str, Tensor]],
+        matched_idxs: list[Tensor],
+        labels: list[Tensor],
+    ) -> dict[str, Tensor]:
+        """torchvision's training branches for masks and keypoints, on positive proposals."""
+        positive = [torch.where(lab > 0)[0] for lab in labels]
+        pos_proposals = [p[i] for p, i in zip(proposals, positive, strict=True)]
+        pos_matched = [m[i] for m, i in zip(matched_idxs, positive, strict=True)]
+        losses = {}
+        if self.has_mask():
+            x = self.mask_roi_pool(features, pos_proposals, image_shapes)
+            logits = self.mask_predictor(self.mask_head(x))
+            gt_masks = [t["masks"] for t in targets]
+            gt_labels = [t["labels"] for t in targets]
+            losses["loss_mask"] = maskrcnn_loss(
+                logits, pos_proposals, gt_masks, gt_labels, pos_matched
+            )
+        if self.has_keypoint():
+            x = self.keypoint_roi_pool(features, pos_proposals, image_shapes)
+            logits = self.keypoint_predictor(self.keypoint_head(x))
+            gt_keypoints = [t["keypoints"] for t in targets]
+            losses["loss_keypoint"] = keypointrcnn_loss(
+                logits, pos_proposals, gt_keypoints, pos_matched
+            )
+        return losses
 
 
 class HuberKLRegressionHead(RetinaNetRegressionHead):
