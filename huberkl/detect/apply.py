@@ -14,8 +14,10 @@ Each stage object stays where it is and becomes the loss-overriding subclass of
 hook and other setting of the user's model is kept. With the ``torchvision-frcnn`` /
 ``torchvision-retinanet`` presets the loss dictionary equals the untouched model's.
 
-The box coder also decodes predictions: a pretrained model given other σ or another
-target encoding reads its regression outputs in the new units, so fine-tune it after.
+Apply it to the detector itself, before wrapping it (DDP, ``torch.compile``); before or
+after building the optimiser, since no parameter changes. The box coder also decodes
+predictions: a pretrained model given other σ or another target encoding reads its
+regression outputs in the new units, so fine-tune it after.
 A RetinaNet head with another loss (torchvision's v2 uses GIoU) gets the preset's loss.
 """
 

@@ -185,7 +185,7 @@ class HuberKLRegressionHead(RetinaNetRegressionHead):
     """RetinaNet's regression head with the stage's box loss and box coder.
 
     The model keeps a second coder (``RetinaNet.box_coder``) for decoding detections;
-    ``huberkl.detect.models`` points both at the same object.
+    ``huberkl.detect.apply.apply_params`` points both at the same object.
     """
 
     def __init__(
