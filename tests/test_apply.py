@@ -347,7 +347,7 @@ def test_params_from_yaml_file_and_preset_object_match_the_name(tmp_path: Path) 
     torch.manual_seed(0)
     base = tiny_frcnn().double()
     want, _ = _losses_and_grads(apply_params(copy.deepcopy(base), "exp-a"), 0)
-    for params in (str(path), path, run_config, preset):
+    for params in (str(path), path, run_config, preset, preset.to_mapping()):
         got, _ = _losses_and_grads(apply_params(copy.deepcopy(base), params), 0)
         _assert_equal(got, want)
     model = apply_params(copy.deepcopy(base), path, target_encoding="linear")
@@ -358,13 +358,13 @@ def test_params_from_yaml_file_and_preset_object_match_the_name(tmp_path: Path) 
 
 def test_apply_is_in_place_and_can_be_repeated() -> None:
     model = tiny_retinanet()
-    rpn_like = model.head.regression_head
+    reg_head = model.head.regression_head
     hooked = []
-    rpn_like.register_forward_hook(lambda *_: hooked.append(1))
+    reg_head.register_forward_hook(lambda *_: hooked.append(1))
     apply_params(model, "exp-b")
-    assert model.head.regression_head is rpn_like and model.box_coder is rpn_like.box_coder
+    assert model.head.regression_head is reg_head and model.box_coder is reg_head.box_coder
     apply_params(model, "torchvision-retinanet")
-    assert rpn_like.box_loss.loss == "l1" and rpn_like.box_coder.weights == (1.0, 1.0, 1.0, 1.0)
+    assert reg_head.box_loss.loss == "l1" and reg_head.box_coder.weights == (1.0, 1.0, 1.0, 1.0)
     model.eval()([torch.rand(3, 64, 64)])
     assert hooked == [1]  # the user's hook survives
 
@@ -401,6 +401,8 @@ def test_unsupported_models_and_stages_are_one_input_error() -> None:
     assert type(frcnn.rpn) is RegionProposalNetwork  # nothing changed before the error
     with pytest.raises(InputError, match=r"'exp-z' is neither a preset \(publication"):
         apply_params(tiny_frcnn(), "exp-z")
+    with pytest.raises(InputError, match="params must be a preset name.*got int"):
+        apply_params(tiny_frcnn(), 3)
     with pytest.raises(InputError, match="target_encoding"):
         apply_params(tiny_frcnn(), "exp-c", target_encoding="sqrt")
     two_stage_less = Preset.from_mapping(
