@@ -194,3 +194,43 @@ def load_preset(name: str) -> Preset:
         raise InputError(f"unknown preset {name!r}; allowed: {', '.join(known)}")
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: faster
     return Preset.from_mapping(yaml.load((PARAMS_DIR / f"{name}.yaml").read_text(), Loader=loader))
+
+
+def resolve_preset(params: str | Path | Preset | Mapping[str, Any]) -> Preset:
+    """A ``Preset`` from a preset name, a preset YAML file, a mapping or a ``Preset``.
+
+    A YAML file holds the schema of ``conf/params/*.yaml`` (``Preset.to_mapping``), or a
+    run's resolved config with that schema under ``params``. Read with PyYAML, not
+    OmegaConf, so that library users of ``huberkl.detect.apply_params`` import no Hydra.
+    """
+    if isinstance(params, Preset):
+        return params
+    if isinstance(params, Mapping):
+        return Preset.from_mapping(params)
+    if not isinstance(params, (str, Path)):
+        raise InputError(
+            f"params must be a preset name, a preset YAML path or a Preset, got {type(params).__name__}"
+        )
+    if isinstance(params, str) and params in available_presets():
+        return load_preset(params)
+    path = Path(params)
+    if not path.is_file():
+        raise InputError(
+            f"params {str(params)!r} is neither a preset ({', '.join(available_presets())}) "
+            "nor an existing preset YAML file"
+        )
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise InputError(f"params file {str(path)!r} is not readable YAML: {exc}") from None
+    if (
+        isinstance(data, Mapping)
+        and "stages" not in data
+        and isinstance(data.get("params"), Mapping)
+    ):
+        data = data["params"]
+    if not isinstance(data, Mapping):
+        raise InputError(f"params file {str(path)!r} must hold a mapping with 'stages'")
+    return Preset.from_mapping(data)

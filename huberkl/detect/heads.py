@@ -9,10 +9,14 @@ passed in, an attribute), and never patch torchvision's module-level functions:
 - ``HuberKLRPN``: ``compute_loss`` overridden; sampling, matching and normaliser (sampled
   anchors) unchanged;
 - ``HuberKLRoIHeads``: the training branch of ``forward`` calls ``self.compute_loss``, a
-  copy of ``fastrcnn_loss`` with our box loss (normaliser: sampled RoIs); inference is
-  torchvision's own ``forward``;
+  copy of ``fastrcnn_loss`` with our box loss (normaliser: sampled RoIs), and
+  torchvision's mask/keypoint losses where those heads exist; inference is torchvision's
+  own ``forward``;
 - ``HuberKLRegressionHead``: RetinaNet's regression head with ``compute_loss`` overridden
   (normaliser: foreground anchors per image, then images).
+
+``adopt`` turns an existing torchvision stage into its subclass in place (the object,
+its parameters, buffers, hooks and other attributes stay; ``huberkl.detect.apply``).
 
 Loss-dict keys stay torchvision's (``loss_rpn_box_reg``, ``loss_box_reg``,
 ``bbox_regression``), so with the ``torchvision-*`` presets the dicts equal stock ones.
@@ -24,14 +28,27 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 from torchvision.models.detection._utils import BoxCoder
 from torchvision.models.detection.retinanet import RetinaNetRegressionHead
-from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.models.detection.roi_heads import RoIHeads, keypointrcnn_loss, maskrcnn_loss
 from torchvision.models.detection.rpn import RegionProposalNetwork
 
 from huberkl.detect.boxloss import BoxLoss
-from huberkl.errors import InputError
+
+
+def adopt(stage: nn.Module, cls: type[nn.Module], box_loss: BoxLoss, box_coder: BoxCoder) -> None:
+    """Make ``stage`` a ``cls`` in place and give it ``box_loss`` and ``box_coder``.
+
+    ``cls`` must be ``type(stage)``'s direct subclass here (or ``type(stage)`` itself, to
+    change the settings again). The subclasses add no parameters or buffers (``BoxLoss``
+    holds none), so ``state_dict`` keys and values stay as they were.
+    """
+    if type(stage) is not cls and type(stage) is not cls.__bases__[0]:
+        raise TypeError(f"cannot adopt a {type(stage).__name__} as {cls.__name__}")
+    stage.__class__ = cls
+    stage.box_loss = box_loss
+    stage.box_coder = box_coder
 
 
 class HuberKLRPN(RegionProposalNetwork):
@@ -41,28 +58,6 @@ class HuberKLRPN(RegionProposalNetwork):
         super().__init__(*args, **kwargs)
         self.box_loss = box_loss
         self.box_coder = box_coder  # used for both target encoding and proposal decoding
-
-    @classmethod
-    def from_torchvision(
-        cls, rpn: RegionProposalNetwork, box_loss: BoxLoss, box_coder: BoxCoder
-    ) -> HuberKLRPN:
-        """Same anchor generator, head (weights included) and sampling settings as ``rpn``."""
-        out = cls(
-            rpn.anchor_generator,
-            rpn.head,
-            rpn.proposal_matcher.high_threshold,
-            rpn.proposal_matcher.low_threshold,
-            rpn.fg_bg_sampler.batch_size_per_image,
-            rpn.fg_bg_sampler.positive_fraction,
-            dict(rpn._pre_nms_top_n),
-            dict(rpn._post_nms_top_n),
-            rpn.nms_thresh,
-            score_thresh=rpn.score_thresh,
-            box_loss=box_loss,
-            box_coder=box_coder,
-        )
-        out.train(rpn.training)
-        return out
 
     def compute_loss(
         self,
@@ -89,39 +84,16 @@ class HuberKLRPN(RegionProposalNetwork):
 
 
 class HuberKLRoIHeads(RoIHeads):
-    """Box-only ROI heads whose box loss and box coder come from the detection stage."""
+    """ROI heads whose box loss and box coder come from the detection stage.
+
+    A Mask R-CNN's or Keypoint R-CNN's mask and keypoint branches keep torchvision's own
+    losses (``maskrcnn_loss``, ``keypointrcnn_loss``) on the positive sampled proposals.
+    """
 
     def __init__(self, *args, box_loss: BoxLoss, box_coder: BoxCoder, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if self.has_mask() or self.has_keypoint():
-            raise InputError(
-                "masks and keypoints are not supported by HuberKLRoIHeads (boxes only)"
-            )
         self.box_loss = box_loss
         self.box_coder = box_coder
-
-    @classmethod
-    def from_torchvision(
-        cls, heads: RoIHeads, box_loss: BoxLoss, box_coder: BoxCoder
-    ) -> HuberKLRoIHeads:
-        """Same pooling, box head, predictor (weights included) and sampling as ``heads``."""
-        out = cls(
-            heads.box_roi_pool,
-            heads.box_head,
-            heads.box_predictor,
-            heads.proposal_matcher.high_threshold,
-            heads.proposal_matcher.low_threshold,
-            heads.fg_bg_sampler.batch_size_per_image,
-            heads.fg_bg_sampler.positive_fraction,
-            box_coder.weights,
-            heads.score_thresh,
-            heads.nms_thresh,
-            heads.detections_per_img,
-            box_loss=box_loss,
-            box_coder=box_coder,
-        )
-        out.train(heads.training)
-        return out
 
     def compute_loss(
         self,
@@ -157,21 +129,63 @@ class HuberKLRoIHeads(RoIHeads):
                 raise TypeError(f"target boxes must be of float type, got {t['boxes'].dtype}")
             if t["labels"].dtype != torch.int64:
                 raise TypeError(f"target labels must be of int64 type, got {t['labels'].dtype}")
-        proposals, _, labels, regression_targets = self.select_training_samples(proposals, targets)
+            if self.has_keypoint() and t["keypoints"].dtype != torch.float32:
+                raise TypeError(f"target keypoints must be float32, got {t['keypoints'].dtype}")
+        proposals, matched_idxs, labels, regression_targets = self.select_training_samples(
+            proposals, targets
+        )
         box_features = self.box_roi_pool(features, proposals, image_shapes)
         box_features = self.box_head(box_features)
         class_logits, box_regression = self.box_predictor(box_features)
         loss_classifier, loss_box_reg = self.compute_loss(
             class_logits, box_regression, labels, regression_targets
         )
-        return [], {"loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
+        losses = {"loss_classifier": loss_classifier, "loss_box_reg": loss_box_reg}
+        if self.has_mask() or self.has_keypoint():
+            losses.update(
+                self._mask_keypoint_losses(
+                    features, proposals, image_shapes, targets, matched_idxs, labels
+                )
+            )
+        return [], losses
+
+    def _mask_keypoint_losses(
+        self,
+        features: dict[str, Tensor],
+        proposals: list[Tensor],
+        image_shapes: list[tuple[int, int]],
+        targets: list[dict[str, Tensor]],
+        matched_idxs: list[Tensor],
+        labels: list[Tensor],
+    ) -> dict[str, Tensor]:
+        """torchvision's training branches for masks and keypoints, on positive proposals."""
+        positive = [torch.where(lab > 0)[0] for lab in labels]
+        pos_proposals = [p[i] for p, i in zip(proposals, positive, strict=True)]
+        pos_matched = [m[i] for m, i in zip(matched_idxs, positive, strict=True)]
+        losses = {}
+        if self.has_mask():
+            x = self.mask_roi_pool(features, pos_proposals, image_shapes)
+            logits = self.mask_predictor(self.mask_head(x))
+            gt_masks = [t["masks"] for t in targets]
+            gt_labels = [t["labels"] for t in targets]
+            losses["loss_mask"] = maskrcnn_loss(
+                logits, pos_proposals, gt_masks, gt_labels, pos_matched
+            )
+        if self.has_keypoint():
+            x = self.keypoint_roi_pool(features, pos_proposals, image_shapes)
+            logits = self.keypoint_predictor(self.keypoint_head(x))
+            gt_keypoints = [t["keypoints"] for t in targets]
+            losses["loss_keypoint"] = keypointrcnn_loss(
+                logits, pos_proposals, gt_keypoints, pos_matched
+            )
+        return losses
 
 
 class HuberKLRegressionHead(RetinaNetRegressionHead):
     """RetinaNet's regression head with the stage's box loss and box coder.
 
     The model keeps a second coder (``RetinaNet.box_coder``) for decoding detections;
-    ``huberkl.detect.models`` points both at the same object.
+    ``huberkl.detect.apply.apply_params`` points both at the same object.
     """
 
     def __init__(

@@ -1,8 +1,9 @@
 """Faster R-CNN and RetinaNet from torchvision with each stage's box loss from a preset.
 
 ``build_model(model_cfg, params, num_classes)`` builds torchvision's detector with the
-knobs of ``ModelConfig``, then hands each stage the box loss and box coder of its
-settings (``huberkl.detect.heads``):
+knobs of ``ModelConfig``, then gives each stage the box loss and box coder of its
+settings through ``huberkl.detect.apply.apply_params``, the same call a user makes on
+their own torchvision model (one code path):
 
 - Faster R-CNN: the RPN takes ``params.stage("proposal")``, the ROI heads
   ``params.stage("detection")``;
@@ -35,9 +36,9 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.retinanet import RetinaNetHead
 from torchvision.ops import MultiScaleRoIAlign
 
+from huberkl.detect.apply import apply_params
 from huberkl.detect.backbones import BACKBONES, build_backbone, load_into
-from huberkl.detect.boxloss import ENCODINGS, BoxLoss, make_box_coder
-from huberkl.detect.heads import HuberKLRegressionHead, HuberKLRoIHeads, HuberKLRPN
+from huberkl.detect.boxloss import ENCODINGS
 from huberkl.errors import InputError
 from huberkl.params import Preset
 
@@ -192,15 +193,11 @@ def _backbone(cfg: ModelConfig) -> nn.Module:
 
 
 class HuberKLRetinaNet(RetinaNet):
-    """RetinaNet with one box coder for loss and decoding, and background logit 0 masked.
+    """RetinaNet whose logit 0 is masked at inference: labels are 1..C (module docstring).
 
     torchvision keeps two coders, ``head.regression_head.box_coder`` (targets) and
-    ``self.box_coder`` (decoding); here both are the head's object, so they cannot differ.
+    ``self.box_coder`` (decoding); ``apply_params`` makes both the head's object.
     """
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.box_coder = self.head.regression_head.box_coder
 
     def postprocess_detections(self, head_outputs, anchors, image_shapes):  # type: ignore[override]
         logits = [lv.clone() for lv in head_outputs["cls_logits"]]
@@ -211,10 +208,13 @@ class HuberKLRetinaNet(RetinaNet):
 
 
 def build_model(
-    model_cfg: ModelConfig | Mapping[str, Any], params: Preset, num_classes: int
+    model_cfg: ModelConfig | Mapping[str, Any],
+    params: Preset | str | Path | Mapping[str, Any],
+    num_classes: int,
 ) -> nn.Module:
     """Faster R-CNN or RetinaNet for ``num_classes`` = C object categories (labels 1..C).
 
+    ``params``: anything ``apply_params`` takes (a ``Preset``, preset name or YAML path).
     Train mode returns torchvision's loss dict; eval mode detections with labels 1..C.
     """
     cfg = ModelConfig.from_mapping(model_cfg)
@@ -232,7 +232,6 @@ def build_model(
             featmap_names=backbone.featmap_names, output_size=7, sampling_ratio=2
         )
         box_head = TwoMLPHead(backbone.out_channels * 7 * 7, cfg.representation_size)
-        proposal, detection = params.stage("proposal"), params.stage("detection")
         model = FasterRCNN(
             backbone,
             num_classes=None,
@@ -256,34 +255,15 @@ def build_model(
             box_bg_iou_thresh=cfg.box_bg_iou_thresh,
             box_batch_size_per_image=cfg.box_batch_size_per_image,
             box_positive_fraction=cfg.box_positive_fraction,
-            bbox_reg_weights=detection.box_coder_weights(),
             **common,
         )
-        model.rpn = HuberKLRPN.from_torchvision(
-            model.rpn,
-            BoxLoss.from_stage(proposal, params.form),
-            make_box_coder(proposal, cfg.target_encoding),
-        )
-        model.roi_heads = HuberKLRoIHeads.from_torchvision(
-            model.roi_heads,
-            BoxLoss.from_stage(detection, params.form),
-            make_box_coder(detection, cfg.target_encoding),
-        )
     else:
-        stage = params.stage("proposal")
         channels = backbone.out_channels
         norm = (
             partial(nn.GroupNorm, gcd(32, channels)) if cfg.retinanet_head_norm == "group" else None
         )
         num_anchors = anchors.num_anchors_per_location()[0]
         head = RetinaNetHead(channels, num_anchors, num_classes + 1, norm_layer=norm)
-        head.regression_head = HuberKLRegressionHead(
-            channels,
-            num_anchors,
-            norm_layer=norm,
-            box_loss=BoxLoss.from_stage(stage, params.form),
-            box_coder=make_box_coder(stage, cfg.target_encoding),
-        )
         model = HuberKLRetinaNet(
             backbone,
             num_classes + 1,
@@ -297,6 +277,7 @@ def build_model(
             topk_candidates=cfg.topk_candidates,
             **common,
         )
+    apply_params(model, params, target_encoding=cfg.target_encoding)
     model.huberkl_config = cfg  # what built it, for checkpoints and error messages
     if cfg.weights is not None:
         load_weights(model, cfg.weights)
