@@ -298,8 +298,10 @@ def build_model(
             **common,
         )
     model.huberkl_config = cfg  # what built it, for checkpoints and error messages
-    if cfg.weights is not None:
-        load_weights(model, cfg.weights)
+    if cfg.weights is not None:  # a local file or torchvision's weights by name (COCO_V1)
+        from huberkl.detect.weights import load_model_weights
+
+        load_model_weights(model, cfg.arch, cfg.backbone, cfg.weights)
     return model
 
 
