@@ -3,7 +3,7 @@
 ``losses.csv`` is always written (a resumed run truncates and continues it, and the
 reports read it); with ``tensorboard`` the loss terms, learning rate and final evaluation
 metrics also go to ``tb/`` through ``torch.utils.tensorboard.SummaryWriter``. A resumed
-run purges the events after its start iteration, so the curves have no doubled steps.
+run purges the events after its start iteration (steps are the iterations completed), so the curves have no doubled steps.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class ScalarLog:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(
-                str(Path(out_dir) / TB_DIR), purge_step=start_iter if start_iter else None
+                str(Path(out_dir) / TB_DIR), purge_step=start_iter + 1 if start_iter else None
             )
 
     def scalars(self, step: int, values: Mapping[str, float], prefix: str = "") -> None:

@@ -241,7 +241,7 @@ def pick(n_images: int, n: int) -> list[int]:
 
 
 def noisy_clean_pair(ann_file: str | Path) -> Path | None:
-    """The clean annotations beside a noisy synthetic train file, if they differ from it."""
+    """The clean annotations beside a noisy synthetic train file: same images, other boxes."""
     import json
 
     ann_file = Path(ann_file)
@@ -249,9 +249,16 @@ def noisy_clean_pair(ann_file: str | Path) -> Path | None:
     if not clean.is_file() or clean.resolve() == ann_file.resolve():
         return None
     with open(ann_file, encoding="utf-8") as fh:
-        noisy = {a["id"]: a["bbox"] for a in json.load(fh)["annotations"]}
+        given = json.load(fh)
     with open(clean, encoding="utf-8") as fh:
-        exact = {a["id"]: a["bbox"] for a in json.load(fh)["annotations"]}
+        other = json.load(fh)
+    same_images = {i["id"]: i["file_name"] for i in given["images"]} == {
+        i["id"]: i["file_name"] for i in other["images"]
+    }
+    noisy = {a["id"]: a["bbox"] for a in given["annotations"]}
+    exact = {a["id"]: a["bbox"] for a in other["annotations"]}
+    if not same_images:  # e.g. the val split, beside the train split's clean file
+        return None
     return clean if noisy != exact else None
 
 
