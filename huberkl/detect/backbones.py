@@ -183,7 +183,8 @@ def build_backbone(
 ) -> nn.Module:
     """The backbone ``name`` (see the module docstring) with ``extra`` levels above the FPN.
 
-    ``weights_path`` is a local classification state dict (e.g. torchvision's ImageNet
+    ``weights_path`` is a local classification state dict or a torchvision weights name
+    (``IMAGENET1K_V1``, from the hub cache, :mod:`.weights`; e.g. torchvision's ImageNet
     ``resnet50-*.pth``) loaded before the head is cut off; ``trainable_layers`` counts
     stages from the top as torchvision does (``None``: all); ``frozen_bn`` swaps in
     ``FrozenBatchNorm2d`` (what torchvision uses under ImageNet weights).
