@@ -129,3 +129,24 @@ def test_bad_input_is_one_line_exit_2(checkpoint, data_root, tmp_path, monkeypat
     with pytest.raises(InputError, match="--score"):
         predict_images(load_run(checkpoint, "cpu"), [img], score=1.5)
     assert find_images([img, img.parent])[0] == img
+
+
+def test_retinanet_and_checkpoints_without_categories(data_root, tmp_path) -> None:
+    """A RetinaNet run predicts too; a checkpoint written before categories were stored
+    takes its class names from the run's train annotations."""
+    # No GroupNorm: with 16 FPN channels in 16 groups, a 1x1 P7 has one value per group.
+    # Untrained, RetinaNet's prior (sigmoid 0.01) is under the default 0.05 score threshold.
+    extra = ["detect.model.retinanet_head_norm=none", "+detect.model.score_thresh=0.001"]
+    cfg = config.compose([f"data.root={data_root}", "detect=retinanet", *TINY_MODEL, *extra])
+    model = engine.make_model(cfg, 5)
+    path = tmp_path / "checkpoint.pt"
+    ckpt.save_checkpoint(
+        {"model": model.state_dict(), "arch": ckpt.architecture(model, 5),
+         "config": OmegaConf.to_container(cfg, resolve=True), "iteration": 0},
+        path,
+    )  # fmt: skip
+    r = load_run(path, "cpu")
+    assert r.names == ["rectangle", "ellipse", "triangle", "cross", "star"]
+    rows = predict_images(r, [data_root / "images" / "val"], tmp_path / "out", score=0.0)
+    assert rows and {d["category_id"] for d in rows} <= {1, 2, 3, 4, 5}
+    assert len(list((tmp_path / "out" / "images").iterdir())) == 5

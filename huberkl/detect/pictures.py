@@ -3,7 +3,7 @@
 - :func:`show_split` draws a grid of a split's images with their boxes
   (``torchvision.utils.draw_bounding_boxes``); for a synthetic train split with annotation
   noise, each image appears twice, noisy boxes beside the clean ones of
-  ``instances_train_clean.json`` (docs/NOISE.md: the noise moves each edge).
+  ``instances_train_clean.json`` (``synth.perturb_boxes`` moved each noisy edge).
 - :func:`class_ap` reads per-class AP, AP50 and AP75 from COCOeval's accumulated
   ``eval["precision"]`` array (IoU x recall x class x area x max-dets): the mean over IoU
   thresholds and the 101 recall points, area "all", 100 detections, as COCO's own AP.
