@@ -83,10 +83,12 @@ def test_torchrun_two_gloo_processes(tmp_path):
     files = sorted(p.name for p in out.iterdir())
     assert files == [
         "checkpoint.pt",
+        "class_ap.csv",
         "config.yaml",
         "detections.json",
         "losses.csv",
         "metrics.json",
+        "pr.png",
         "run.json",
     ]
     assert not (tmp_path / "outputs").exists()  # no second run folder from rank 1

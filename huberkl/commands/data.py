@@ -1,4 +1,5 @@
-"""`huberkl data`: write the synthetic shapes set (`synth`) and check a COCO-format split (`check`)."""
+"""`huberkl data`: write the synthetic shapes set (`synth`), check a COCO-format split (`check`),
+draw a split's boxes (`show`)."""
 
 from __future__ import annotations
 
@@ -145,6 +146,33 @@ def check(
                 f"label {label} (category id {ds.label_to_cat_id(label)}) {cname}", str(n)
             )
         console.print(table)
+
+
+@data_app.command("show")
+def show(
+    split: Annotated[str, typer.Option("--split", help="train | val.")] = "train",
+    n: Annotated[int, typer.Option("--n", help="Images in the grid.")] = 16,
+    out: OutOption = None,
+    cfg: CfgFlag = False,
+    overrides: Overrides = None,
+) -> None:
+    """Draw a grid of a split's images with their boxes (noisy beside clean where both exist)."""
+    from huberkl.errors import InputError
+
+    if split not in ("train", "val"):
+        raise InputError(f"--split {split!r}: allowed are train, val")
+    run_cfg, out_dir = setup("data-show", overrides, cfg, out)
+
+    from rich.console import Console
+
+    from huberkl.detect.pictures import show_split
+
+    d = run_cfg.data
+    shown = show_split(
+        d[f"{split}_images"], d[f"{split}_ann"], out_dir / f"{split}.png", n, float(d.min_size)
+    )
+    pairs = f", noisy | clean ({shown['clean_ann']})" if shown["paired"] else ""
+    Console().print(f"{shown['images']} {split} images{pairs} -> {shown['path']}")
 
 
 def register(app: typer.Typer) -> None:

@@ -152,6 +152,39 @@ def evaluate(
         )
 
 
+@detect_app.command("predict")
+def predict(
+    paths: Annotated[list[Path], typer.Argument(help="Images (JPEG/PNG) or folders of them.")],
+    checkpoint: Annotated[
+        Path, typer.Option("--checkpoint", help="checkpoint.pt (or its run folder).")
+    ],
+    score: Annotated[
+        float, typer.Option("--score", help="Keep detections scoring at least this.")
+    ] = 0.5,
+    ann: Annotated[
+        Path | None,
+        typer.Option("--ann", help="COCO instances file: its images get their image_id."),
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda[:N].")] = "auto",
+    out: OutOption = None,
+) -> None:
+    """Detect objects in images: DIR/detections.json (COCO results) and DIR/images/ drawn."""
+    from omegaconf import OmegaConf
+    from rich.console import Console
+
+    from huberkl import config
+    from huberkl.detect.predict import DETECTIONS, DRAWN, find_images, load_run, predict_images
+
+    find_images(paths)  # bad paths fail before any folder is made
+    run = load_run(checkpoint, device)
+    out_dir = config.run_dir("detect-predict", out)
+    config.save_run(OmegaConf.create(run.config), out_dir, "detect predict")
+    rows = predict_images(run, paths, out_dir, score=score, ann_file=ann)
+    Console().print(
+        f"{len(rows)} detections (score >= {score}) -> {out_dir / DETECTIONS}, {out_dir / DRAWN}/"
+    )
+
+
 @detect_app.command("summarize")
 def summarize(
     folder: Annotated[Path, typer.Argument(help="A sweep folder (searched recursively for runs).")],

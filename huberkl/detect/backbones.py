@@ -66,12 +66,20 @@ def read_state_dict(path: str | Path, what: str = "weights") -> dict[str, Tensor
     return data
 
 
-def load_into(module: nn.Module, path: str | Path, what: str, prefix: str = "") -> None:
+def load_into(
+    module: nn.Module,
+    path: str | Path,
+    what: str,
+    prefix: str = "",
+    state: dict[str, Tensor] | None = None,
+) -> None:
     """Load a local state dict into ``module``; any key or shape mismatch names the file.
 
     With ``prefix``, only the file's keys under it are used (e.g. ``features.`` of a VGG).
+    ``state``: already loaded (torchvision weights by name, :mod:`.weights`) from ``path``.
     """
-    state = read_state_dict(path, what)
+    if state is None:
+        state = read_state_dict(path, what)
     if prefix:
         state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     own = module.state_dict()
@@ -96,6 +104,13 @@ def load_into(module: nn.Module, path: str | Path, what: str, prefix: str = "") 
             + "; ".join(parts)
         )
     module.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+
+
+def _named(backbone: str, spec: str | Path) -> dict[str, Tensor] | None:
+    """Torchvision weights by name (``IMAGENET1K_V1``, ``DEFAULT``) from the hub cache; None: a path."""
+    from huberkl.detect.weights import backbone_state
+
+    return backbone_state(backbone, spec)
 
 
 def _extra_block(extra: str, channels: int) -> ExtraFPNBlock:
@@ -168,7 +183,8 @@ def build_backbone(
 ) -> nn.Module:
     """The backbone ``name`` (see the module docstring) with ``extra`` levels above the FPN.
 
-    ``weights_path`` is a local classification state dict (e.g. torchvision's ImageNet
+    ``weights_path`` is a local classification state dict or a torchvision weights name
+    (``IMAGENET1K_V1``, from the hub cache, :mod:`.weights`; e.g. torchvision's ImageNet
     ``resnet50-*.pth``) loaded before the head is cut off; ``trainable_layers`` counts
     stages from the top as torchvision does (``None``: all); ``frozen_bn`` swaps in
     ``FrozenBatchNorm2d`` (what torchvision uses under ImageNet weights).
@@ -182,6 +198,7 @@ def build_backbone(
 
     if name == "tiny":
         if weights_path is not None:
+            _named(name, weights_path)  # a name: says which backbones have torchvision weights
             raise InputError(
                 "the tiny backbone has no classification weights; use weights for the whole model"
             )
@@ -195,7 +212,9 @@ def build_backbone(
     if name.startswith("resnet"):
         net = resnet.__dict__[name](weights=None, norm_layer=norm_layer)
         if weights_path is not None:
-            load_into(net, weights_path, f"{name} backbone weights")
+            load_into(
+                net, weights_path, f"{name} backbone weights", state=_named(name, weights_path)
+            )
         n = _check_trainable(trainable_layers, 5, name)
         train = ["layer4", "layer3", "layer2", "layer1", "conv1"][:n] + (["bn1"] if n == 5 else [])
         _freeze_all_but(net, train)
@@ -212,7 +231,9 @@ def build_backbone(
     if name == "mobilenet_v3":
         net = mobilenet_v3_large(weights=None, norm_layer=norm_layer)
         if weights_path is not None:
-            load_into(net, weights_path, "mobilenet_v3 backbone weights")
+            load_into(
+                net, weights_path, "mobilenet_v3 backbone weights", state=_named(name, weights_path)
+            )
         features = net.features
         stages = (
             [0]
@@ -237,7 +258,13 @@ def build_backbone(
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             nn.init.zeros_(m.bias)
     if weights_path is not None:
-        load_into(features, weights_path, "vgg16 backbone weights", prefix="features.")
+        load_into(
+            features,
+            weights_path,
+            "vgg16 backbone weights",
+            prefix="features.",
+            state=_named(name, weights_path),
+        )
     pools = [i for i, m in enumerate(features) if isinstance(m, nn.MaxPool2d)]  # 4 pools: 5 blocks
     n = _check_trainable(trainable_layers, 5, name)
     first_trained = 0 if n == 5 else (len(features) if n == 0 else pools[4 - n] + 1)

@@ -250,6 +250,9 @@ def evaluate_model(
         out_dir.mkdir(parents=True, exist_ok=True)
         write_json(out_dir / METRICS, metrics, indent=1)
         write_json(out_dir / DETECTIONS, rows)
+        from huberkl.detect.pictures import write_class_report  # class_ap.csv, pr.png
+
+        write_class_report(dataset.coco, rows, img_ids, out_dir)
     return metrics
 
 
@@ -465,6 +468,9 @@ def _train(cfg: DictConfig, out_dir: Path, on_iteration) -> TrainResult:
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         _truncate_csv(csv_path, start_iter)
+    from huberkl.detect.logger import ScalarLog  # detect.log=tensorboard: also TensorBoard
+
+    scalar_log = ScalarLog(str(d.get("log", "csv")) if info.is_main else "csv", out_dir, start_iter)
 
     def save(iteration: int) -> None:
         rngs = dist.gather_objects(_rng_state())
@@ -482,6 +488,7 @@ def _train(cfg: DictConfig, out_dir: Path, on_iteration) -> TrainResult:
                     "arch": arch,
                     "world_size": info.world_size,
                     "config": config_dict,
+                    "categories": train_set.coco.dataset["categories"],  # names for predict
                 },
                 out_dir / CHECKPOINT,
             )
@@ -544,6 +551,7 @@ def _train(cfg: DictConfig, out_dir: Path, on_iteration) -> TrainResult:
                             | {k: f"{v:.6g}" for k, v in logged.items()}
                         )
                         csv_file.flush()
+                        scalar_log.scalars(it, {"lr": lr, **logged}, "train/")
                         progress.update(
                             task,
                             completed=it,
@@ -579,6 +587,8 @@ def _train(cfg: DictConfig, out_dir: Path, on_iteration) -> TrainResult:
             workers=d.workers,
             extra={"iteration": it, "split": "val"},
         )
+    scalar_log.scalars(it, metrics, "eval/")
+    scalar_log.close()
     seconds = time.perf_counter() - t_start
     if info.is_main and metrics:
         say(

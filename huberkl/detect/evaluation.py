@@ -98,13 +98,13 @@ def _empty_results(coco_gt: COCO) -> COCO:
     )
 
 
-def coco_metrics(
+def coco_eval(
     coco_gt: COCO, rows: Sequence[dict], img_ids: Iterable[int] | None = None
-) -> dict[str, float]:
-    """COCOeval (bbox) of ``rows`` against ``coco_gt``: AP@[.5:.95], AP50, AP75, sizes, AR.
+) -> COCOeval:
+    """COCOeval (bbox) of ``rows`` against ``coco_gt``, evaluated and accumulated, quietly.
 
-    ``img_ids`` restricts the scoring to those images (default: all of ``coco_gt``). A value
-    is -1 where COCO gives -1 (no ground truth of that size); no detections score 0.
+    ``ev.eval["precision"]`` (IoU x recall x class x area x max-dets) feeds per-class AP
+    and precision-recall curves (:mod:`huberkl.detect.pictures`).
     """
     known = set(coco_gt.getImgIds())
     stray = {r["image_id"] for r in rows} - known
@@ -113,8 +113,7 @@ def coco_metrics(
             f"detections for image ids not in the ground truth: {sorted(stray)[:5]} "
             f"({len(stray)} in all)"
         )
-    quiet = io.StringIO()
-    with contextlib.redirect_stdout(quiet):
+    with contextlib.redirect_stdout(io.StringIO()):
         if rows:
             # loadRes adds keys to the rows it is given: hand it copies.
             coco_dt = coco_gt.loadRes([dict(r, bbox=list(r["bbox"])) for r in rows])
@@ -125,6 +124,19 @@ def coco_metrics(
             ev.params.imgIds = sorted(set(img_ids))
         ev.evaluate()
         ev.accumulate()
+    return ev
+
+
+def coco_metrics(
+    coco_gt: COCO, rows: Sequence[dict], img_ids: Iterable[int] | None = None
+) -> dict[str, float]:
+    """COCOeval (bbox) of ``rows`` against ``coco_gt``: AP@[.5:.95], AP50, AP75, sizes, AR.
+
+    ``img_ids`` restricts the scoring to those images (default: all of ``coco_gt``). A value
+    is -1 where COCO gives -1 (no ground truth of that size); no detections score 0.
+    """
+    ev = coco_eval(coco_gt, rows, img_ids)
+    with contextlib.redirect_stdout(io.StringIO()):
         ev.summarize()
     return {k: float(v) for k, v in zip(METRIC_KEYS, ev.stats, strict=True)}
 

@@ -15,8 +15,9 @@ background, torchvision's convention). RetinaNet also gets C + 1 logits, so that
 never a positive target (the focal loss only pushes it down) and is masked out at
 inference, so both detectors output labels in 1..C only.
 
-No weights are ever downloaded: ``weights`` is a local state dict of the whole model,
-``backbone_weights`` a local classification state dict for the backbone.
+No weights are ever downloaded: ``weights`` (the whole model) and ``backbone_weights``
+(classification weights) are local state dicts or torchvision weights names read from the
+hub cache (:mod:`huberkl.detect.weights`).
 """
 
 from __future__ import annotations
@@ -69,8 +70,8 @@ class ModelConfig:
     aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
     retinanet_head_norm: str = "none"  # "group": GroupNorm in the RetinaNet head (torchvision v2)
     target_encoding: str = "log"  # log (torchvision) | linear (w/w_a - 1, Appendix D)
-    weights: str | None = None  # local state dict of the whole model
-    backbone_weights: str | None = None  # local classification state dict of the backbone
+    weights: str | None = None  # whole model: local state dict or torchvision name (COCO_V1)
+    backbone_weights: str | None = None  # classification weights: path or name (IMAGENET1K_V1)
     trainable_layers: int | None = None  # backbone stages that train, from the top; None: all
     frozen_bn: bool = False  # FrozenBatchNorm2d in the backbone (for ImageNet-initialised runs)
     representation_size: int = 1024  # Faster R-CNN TwoMLPHead width
@@ -279,8 +280,10 @@ def build_model(
         )
     apply_params(model, params, target_encoding=cfg.target_encoding)
     model.huberkl_config = cfg  # what built it, for checkpoints and error messages
-    if cfg.weights is not None:
-        load_weights(model, cfg.weights)
+    if cfg.weights is not None:  # a local file or torchvision's weights by name (COCO_V1)
+        from huberkl.detect.weights import load_model_weights
+
+        load_model_weights(model, cfg.arch, cfg.backbone, cfg.weights)
     return model
 
 

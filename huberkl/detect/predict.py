@@ -1,0 +1,200 @@
+"""Run a trained checkpoint on images or folders: COCO results rows and pictures with boxes.
+
+:func:`load_run` rebuilds the model a checkpoint was trained with from the config stored
+in it (weights by name or path are not needed: the checkpoint holds every tensor) and
+checks the architecture as ``detect evaluate`` does (:mod:`.checkpoint`).
+:func:`predict_images` runs it: ``detections.json`` holds COCO results rows
+(``image_id`` where ``ann`` lists the image, else ``file_name``; ``bbox`` as
+``[x, y, w, h]`` pixels), and each image is drawn with its boxes, class names and scores
+(``torchvision.utils.draw_bounding_boxes``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import nn
+from torchvision.ops import box_convert
+
+from huberkl.detect import checkpoint as ckpt
+from huberkl.detect.files import write_json
+from huberkl.errors import InputError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+DETECTIONS = "detections.json"
+DRAWN = "images"
+
+
+@dataclass
+class Run:
+    """A trained detector ready to predict: model (eval mode), categories in label order."""
+
+    model: nn.Module
+    categories: list[dict[str, Any]]  # label k (1..C) is categories[k - 1]
+    config: dict[str, Any]
+    checkpoint: Path
+    device: torch.device
+
+    @property
+    def names(self) -> list[str]:
+        return [str(c.get("name", c["id"])) for c in self.categories]
+
+
+def _device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise InputError(f"--device must be auto, cpu or cuda[:N], got {device!r}") from None
+
+
+def _categories(state: dict[str, Any], config: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    """Stored categories; for older checkpoints, those of the run's train annotations if
+    readable, else ids 1..C named by number."""
+    cats = state.get("categories")
+    if not cats:
+        ann = Path(str(config.get("data", {}).get("train_ann", "")))
+        if ann.is_file():
+            with open(ann, encoding="utf-8") as fh:
+                cats = json.load(fh).get("categories")
+    if not cats or len(cats) != n:
+        cats = [{"id": k, "name": str(k)} for k in range(1, n + 1)]
+    return sorted((dict(c) for c in cats), key=lambda c: c["id"])
+
+
+def load_run(checkpoint: str | Path, device: str | torch.device = "auto") -> Run:
+    """The model of a huberkl ``checkpoint.pt`` (or its run folder), in eval mode on ``device``."""
+    from huberkl.detect.models import build_model
+    from huberkl.params import Preset
+
+    path = Path(checkpoint)
+    state = ckpt.read_checkpoint(path)
+    config = state.get("config")
+    if not isinstance(config, dict) or not isinstance(config.get("detect"), dict):
+        raise InputError(f"checkpoint {path} is not a huberkl detect checkpoint (no run config)")
+    num_classes = int(state["arch"]["num_classes"])
+    model_cfg = dict(config["detect"]["model"], weights=None, backbone_weights=None)
+    model = build_model(model_cfg, Preset.from_mapping(config["params"]), num_classes)
+    ckpt.check_architecture(path, state["arch"], ckpt.architecture(model, num_classes))
+    ckpt.load_model_state(model, state, path)
+    dev = _device(device)
+    model.to(dev).eval()
+    return Run(model, _categories(state, config, num_classes), config, path, dev)
+
+
+def find_images(paths: Iterable[str | Path]) -> list[Path]:
+    """JPEG/PNG files given directly or found (recursively, sorted) in given folders."""
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            inside = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+            if not inside:
+                raise InputError(f"{p}: no JPEG or PNG images in this folder")
+            found += inside
+        elif p.is_file():
+            if p.suffix.lower() not in IMAGE_SUFFIXES:
+                raise InputError(
+                    f"{p}: not a JPEG or PNG file (allowed: {', '.join(IMAGE_SUFFIXES)})"
+                )
+            found.append(p)
+        else:
+            raise InputError(f"{p}: no such file or folder")
+    if not found:
+        raise InputError("no images given")
+    return found
+
+
+def read_image(path: Path) -> torch.Tensor:
+    """[3, H, W] float in [0, 1], read as the training data loader reads images."""
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise InputError(f"{path}: cannot read image ({exc.__class__.__name__})") from None
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def image_ids(ann_file: str | Path | None) -> dict[str, int]:
+    """File name -> COCO image id of a COCO instances file (empty without one)."""
+    if ann_file is None:
+        return {}
+    from huberkl.detect.data import _load_json
+
+    data = _load_json(Path(ann_file))
+    return {Path(img["file_name"]).name: int(img["id"]) for img in data["images"]}
+
+
+def _out_name(path: Path, used: set[str]) -> str:
+    name, k = path.name, 2
+    while name in used:
+        name, k = f"{path.stem}-{k}{path.suffix}", k + 1
+    used.add(name)
+    return name
+
+
+@torch.inference_mode()
+def predict_images(
+    run: Run,
+    paths: Sequence[str | Path],
+    out_dir: str | Path | None = None,
+    score: float = 0.5,
+    ann_file: str | Path | None = None,
+    batch_size: int = 4,
+) -> list[dict[str, Any]]:
+    """Detections with score >= ``score`` on every image; with ``out_dir``, write
+    ``detections.json`` and ``images/<file>`` drawn with boxes, names and scores."""
+    from huberkl.detect.pictures import draw, to_uint8
+
+    if not 0.0 <= score <= 1.0:
+        raise InputError(f"--score must be in [0, 1], got {score}")
+    if batch_size < 1:
+        raise InputError(f"batch size must be >= 1, got {batch_size}")
+    files = find_images(paths)
+    ids = image_ids(ann_file)
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        (out / DRAWN).mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    used: set[str] = set()
+    for start in range(0, len(files), batch_size):
+        batch = files[start : start + batch_size]
+        images = [read_image(f) for f in batch]
+        outputs = run.model([im.to(run.device) for im in images])
+        for f, image, det in zip(batch, images, outputs, strict=True):
+            keep = det["scores"] >= score
+            boxes = det["boxes"][keep].float().cpu()
+            scores = det["scores"][keep].float().cpu().tolist()
+            labels = det["labels"][keep].cpu().tolist()
+            where = {"image_id": ids[f.name]} if f.name in ids else {"file_name": str(f)}
+            for box, s, label in zip(
+                box_convert(boxes, "xyxy", "xywh").tolist(), scores, labels, strict=True
+            ):
+                rows.append(
+                    where
+                    | {
+                        "category_id": int(run.categories[label - 1]["id"]),
+                        "bbox": [round(v, 3) for v in box],
+                        "score": round(s, 5),
+                    }
+                )
+            if out is not None:
+                texts = [f"{run.names[k - 1]} {s:.2f}" for k, s in zip(labels, scores, strict=True)]
+                width = max(2, round(min(image.shape[-2:]) / 240))
+                drawn = draw(to_uint8(image), boxes, labels, texts, width=width)
+                Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(
+                    out / DRAWN / _out_name(f, used)
+                )
+    if out is not None:
+        write_json(out / DETECTIONS, rows)
+    return rows
+
+
+__all__ = ["DETECTIONS", "IMAGE_SUFFIXES", "Run", "find_images", "load_run", "predict_images"]

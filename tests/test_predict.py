@@ -1,0 +1,152 @@
+"""`huberkl detect predict`: a checkpoint on images and folders; rows, drawn images, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from _cli import run
+from _detect_tiny import TINY_MODEL
+from omegaconf import OmegaConf
+from PIL import Image
+
+from huberkl import config
+from huberkl.detect import checkpoint as ckpt
+from huberkl.detect import engine
+from huberkl.detect.data import CocoDetection, collate_fn
+from huberkl.detect.evaluation import predict as eval_predict
+from huberkl.detect.predict import find_images, load_run, predict_images
+from huberkl.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    from huberkl.detect.synth import synthesize
+
+    root = tmp_path_factory.mktemp("synth")
+    synthesize(root, images=4, size=64, seed=0, noise="none", noise_scale=0.0, val_images=5)
+    return root
+
+
+@pytest.fixture(scope="module")
+def checkpoint(data_root, tmp_path_factory) -> Path:
+    """A checkpoint as training writes it, of an untrained tiny detector (fast, and random
+    initial scores clear the 0.05 threshold, so there are boxes to compare)."""
+    cfg = config.compose([f"data.root={data_root}", *TINY_MODEL])
+    ds = CocoDetection(cfg.data.train_images, cfg.data.train_ann)
+    torch.manual_seed(0)
+    model = engine.make_model(cfg, ds.num_classes)
+    path = tmp_path_factory.mktemp("run") / "checkpoint.pt"
+    ckpt.save_checkpoint(
+        {
+            "model": model.state_dict(),
+            "arch": ckpt.architecture(model, ds.num_classes),
+            "config": OmegaConf.to_container(cfg, resolve=True),
+            "iteration": 0,
+            "categories": ds.coco.dataset["categories"],
+        },
+        path,
+    )
+    return path
+
+
+def test_rows_equal_the_evaluation_path(checkpoint, data_root) -> None:
+    """Same boxes and scores as ``evaluation.predict`` through the dataset loader; images
+    listed in ``ann`` get their COCO image_id, others their file name."""
+    r = load_run(checkpoint, "cpu")
+    assert r.names == ["rectangle", "ellipse", "triangle", "cross", "star"]
+    val = CocoDetection(
+        data_root / "images" / "val", data_root / "annotations" / "instances_val.json"
+    )
+    loader = torch.utils.data.DataLoader(val, batch_size=1, collate_fn=collate_fn)
+    expected = [row for row in eval_predict(r.model, loader, "cpu", val.label_to_cat_id)]
+    assert expected
+    rows = predict_images(
+        r, [data_root / "images" / "val"], score=0.0, ann_file=val.ann_file, batch_size=1
+    )
+    key = lambda d: (d["image_id"], -d["score"], d["bbox"])  # noqa: E731
+    assert sorted(rows, key=key) == sorted(expected, key=key)
+
+    one = data_root / "images" / "val" / val.coco.imgs[val.ids[0]]["file_name"]
+    named = predict_images(r, [one], score=0.0, batch_size=1)
+    assert {d["file_name"] for d in named} == {str(one)}
+    assert [d["bbox"] for d in named] == [
+        d["bbox"] for d in expected if d["image_id"] == val.ids[0]
+    ]
+
+
+def test_cli_writes_detections_and_drawn_images(
+    checkpoint, data_root, tmp_path, monkeypatch, capsys
+):
+    images = sorted((data_root / "images" / "val").glob("*.png"))
+    jpg = tmp_path / "in" / "photo.jpg"
+    jpg.parent.mkdir()
+    Image.open(images[0]).convert("RGB").save(jpg)
+    out = tmp_path / "pred"
+    code, _, err = run(
+        monkeypatch, capsys, "detect", "predict", "--checkpoint", str(checkpoint),
+        str(images[1]), str(jpg.parent), "--score", "0.1", "--out", str(out), "--device", "cpu",
+    )  # fmt: skip
+    assert code == 0, err
+    rows = json.loads((out / "detections.json").read_text(encoding="utf-8"))
+    assert rows and all(r["score"] >= 0.1 for r in rows)
+    assert {r["file_name"] for r in rows} <= {str(images[1]), str(jpg)}
+    assert all(set(r) == {"file_name", "category_id", "bbox", "score"} for r in rows)
+    drawn = sorted(p.name for p in (out / "images").iterdir())
+    assert drawn == sorted([images[1].name, "photo.jpg"])
+    with Image.open(out / "images" / images[1].name) as im, Image.open(images[1]) as src:
+        assert im.size == src.size
+        assert (np.asarray(im) != np.asarray(src.convert("RGB"))).any()  # boxes were drawn
+    assert (out / "config.yaml").is_file() and (out / "run.json").is_file()
+
+
+def test_bad_input_is_one_line_exit_2(checkpoint, data_root, tmp_path, monkeypatch, capsys):
+    img = next((data_root / "images" / "val").glob("*.png"))
+    junk = tmp_path / "junk.png"
+    junk.write_text("not an image")
+    text = tmp_path / "notes.txt"
+    text.write_text("x")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.ones(1)}, other)
+    cases = [
+        ([str(tmp_path / "nope.png")], checkpoint, "nope.png"),
+        ([str(junk)], checkpoint, "cannot read image"),
+        ([str(text)], checkpoint, "not a JPEG or PNG"),
+        ([str(empty)], checkpoint, "no JPEG or PNG images"),
+        ([str(img)], other, "not a huberkl checkpoint"),
+        ([str(img)], text, "not a readable huberkl checkpoint"),
+        ([str(img)], tmp_path / "missing.pt", "does not exist"),
+    ]
+    for paths, ck, needle in cases:
+        args = ["detect", "predict", "--checkpoint", str(ck), *paths, "--out", str(tmp_path / "o")]
+        code, _, err = run(monkeypatch, capsys, *args)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err, (needle, err)
+    with pytest.raises(InputError, match="--score"):
+        predict_images(load_run(checkpoint, "cpu"), [img], score=1.5)
+    assert find_images([img, img.parent])[0] == img
+
+
+def test_retinanet_and_checkpoints_without_categories(data_root, tmp_path) -> None:
+    """A RetinaNet run predicts too; a checkpoint written before categories were stored
+    takes its class names from the run's train annotations."""
+    # No GroupNorm: with 16 FPN channels in 16 groups, a 1x1 P7 has one value per group.
+    # Untrained, RetinaNet's prior (sigmoid 0.01) is under the default 0.05 score threshold.
+    extra = ["detect.model.retinanet_head_norm=none", "+detect.model.score_thresh=0.001"]
+    cfg = config.compose([f"data.root={data_root}", "detect=retinanet", *TINY_MODEL, *extra])
+    model = engine.make_model(cfg, 5)
+    path = tmp_path / "checkpoint.pt"
+    ckpt.save_checkpoint(
+        {"model": model.state_dict(), "arch": ckpt.architecture(model, 5),
+         "config": OmegaConf.to_container(cfg, resolve=True), "iteration": 0},
+        path,
+    )  # fmt: skip
+    r = load_run(path, "cpu")
+    assert r.names == ["rectangle", "ellipse", "triangle", "cross", "star"]
+    rows = predict_images(r, [data_root / "images" / "val"], tmp_path / "out", score=0.0)
+    assert rows and {d["category_id"] for d in rows} <= {1, 2, 3, 4, 5}
+    assert len(list((tmp_path / "out" / "images").iterdir())) == 5
