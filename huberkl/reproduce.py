@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         reproduce(args.scale, args.coco, args.force, args.overrides)
-    except (InputError, ValueError, FileNotFoundError) as exc:
+    except InputError as exc:
         print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
     except RuntimeError as exc:
