@@ -446,7 +446,9 @@ def _train(cfg: DictConfig, out_dir: Path, on_iteration) -> TrainResult:
                 f"{info.world_size}: data order continues, RNG streams restart[/]"
             )
         if changed:
-            say(f"[yellow]resuming with changed settings: {runs.describe(changed)}[/]")
+            follows = any(runs.under(k, runs.SCHEDULE) for k in changed)
+            note = " (the learning rate follows the new schedule)" if follows else ""
+            say(f"[yellow]resuming with changed settings: {runs.describe(changed)}{note}[/]")
         lr = optimizer.param_groups[0]["lr"]
         say(f"resuming from {resume_path} at iteration {start_iter} (lr {lr:.3g})")
 

@@ -45,7 +45,7 @@ SCHEDULE = ("detect.iters", "detect.schedule")
 IGNORED = ("detect.resume",)
 
 
-def _under(key: str, prefixes: Sequence[str]) -> bool:
+def under(key: str, prefixes: Sequence[str]) -> bool:
     return any(key == p or key.startswith(p + ".") for p in prefixes)
 
 
@@ -67,7 +67,7 @@ def changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tuple[A
     return {
         k: (a.get(k), b.get(k))
         for k in sorted(set(a) | set(b))
-        if a.get(k) != b.get(k) and not _under(k, IGNORED)
+        if a.get(k) != b.get(k) and not under(k, IGNORED)
     }
 
 
@@ -103,7 +103,7 @@ def check_continuation(
 ) -> dict[str, tuple[Any, Any]]:
     """Raise an InputError naming the run-defining keys that changed; return the other changes."""
     diff = changes(stored, new)
-    refused = {k: v for k, v in diff.items() if _under(k, RUN_DEFINING)}
+    refused = {k: v for k, v in diff.items() if under(k, RUN_DEFINING)}
     if refused:
         raise InputError(
             f"detect.resume: {path} was trained with other settings; a resumed run must keep "
