@@ -95,16 +95,16 @@ def test_train_evaluate_and_wrong_architecture(data_root, tmp_path, monkeypatch,
         "detections.json",
     ):
         assert (out / name).is_file(), name
-    assert json.loads((out / "run.json").read_text())["seed"] == 0
-    assert yaml.safe_load((out / "config.yaml").read_text())["detect"]["iters"] == 2
+    assert json.loads((out / "run.json").read_text(encoding="utf-8"))["seed"] == 0
+    assert yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8"))["detect"]["iters"] == 2
 
     ev = tmp_path / "ev"
     args = ["detect", "evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--out", str(ev)]
     code, stdout, err = run([*args, *tiny(data_root)], monkeypatch, capsys)
     assert code == 0, err
     assert (
-        json.loads((ev / "metrics.json").read_text())["AP"]
-        == json.loads((out / "metrics.json").read_text())["AP"]
+        json.loads((ev / "metrics.json").read_text(encoding="utf-8"))["AP"]
+        == json.loads((out / "metrics.json").read_text(encoding="utf-8"))["AP"]
     )
     assert "AP50" in stdout
 
@@ -119,7 +119,7 @@ def _fake_run(folder: Path, preset: str, arch: str, ap: float, seed: int = 0) ->
     cfg = config.compose([f"params={preset}", f"detect.model.arch={arch}", f"seed={seed}"])
     config.save_run(cfg, folder, "detect")
     metrics = {"AP": ap, "AP50": ap + 0.2, "AP75": ap + 0.05}
-    (folder / "metrics.json").write_text(json.dumps(metrics))
+    (folder / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
 
 
 def test_summarize_table(tmp_path, monkeypatch, capsys):
@@ -129,8 +129,8 @@ def test_summarize_table(tmp_path, monkeypatch, capsys):
     _fake_run(tmp_path / "d" / "deep", "exp-a", "retinanet", 0.45)
     code, out, err = run(["detect", "summarize", str(tmp_path)], monkeypatch, capsys)
     assert code == 0, err
-    md = (tmp_path / "summary.md").read_text()
-    csv_text = (tmp_path / "summary.csv").read_text().splitlines()
+    md = (tmp_path / "summary.md").read_text(encoding="utf-8")
+    csv_text = (tmp_path / "summary.csv").read_text(encoding="utf-8").splitlines()
     # Implementation's proposal stage: α = 1/9, σ = 1, λ = 1 -> label wa/9, prediction wa.
     assert "wa/9 ha/9 wa/9 ha/9" in md
     assert "51.0 ± 1.4" in md  # exp-c, two seeds pooled
@@ -152,7 +152,10 @@ def test_multirun_basic_launcher_then_summarize(data_root, tmp_path, monkeypatch
     assert [p.name.split("-", 1)[0] for p in jobs] == ["0", "1"]
     for job in jobs:
         assert (job / "metrics.json").is_file() and (job / "config.yaml").is_file()
-    presets = {yaml.safe_load((j / "config.yaml").read_text())["params"]["name"] for j in jobs}
+    presets = {
+        yaml.safe_load((j / "config.yaml").read_text(encoding="utf-8"))["params"]["name"]
+        for j in jobs
+    }
     assert presets == {"implementation", "exp-a"}
     code, out, _ = run(["detect", "summarize", str(sweep)], monkeypatch, capsys)
     assert code == 0 and "Experiment A" in out and "Implementation" in out
@@ -295,7 +298,9 @@ def test_detect_trains_on_the_noisy_set_on_disk(tmp_path, monkeypatch, capsys):
 
     cfg = config.compose([f"data.root={shapes}"])
     noisy = load_split(cfg.data, "train")
-    clean = json.loads((shapes / "annotations" / "instances_train_clean.json").read_text())
+    clean = json.loads(
+        (shapes / "annotations" / "instances_train_clean.json").read_text(encoding="utf-8")
+    )
     clean_boxes = {a["id"]: a["bbox"] for a in clean["annotations"]}
     first = noisy.coco.anns[1]["bbox"]
     assert first != clean_boxes[1]  # the loader reads the noisy boxes
@@ -343,7 +348,9 @@ def test_evaluate_uses_the_runs_own_data_and_config(data_root, tmp_path, monkeyp
     other = synthesize(tmp_path / "other", images=2, size=64, seed=5, val_images=3)["root"]
     code, _, err = run([*args[:4], "--out", "ev2", f"data.root={other}"], monkeypatch, capsys)
     assert code == 0, err
-    assert json.loads((elsewhere / "ev2" / "metrics.json").read_text())["images"] == 3
+    assert (
+        json.loads((elsewhere / "ev2" / "metrics.json").read_text(encoding="utf-8"))["images"] == 3
+    )
     saved = yaml.safe_load((elsewhere / "ev2" / "config.yaml").read_text(encoding="utf-8"))
     assert saved["data"]["val_ann"] == f"{other}/annotations/instances_val.json"
 

@@ -91,20 +91,20 @@ def test_torchrun_two_gloo_processes(tmp_path):
         "run.json",
     ]
     assert not (tmp_path / "outputs").exists()  # no second run folder from rank 1
-    lines = (out / "losses.csv").read_text().splitlines()
+    lines = (out / "losses.csv").read_text(encoding="utf-8").splitlines()
     assert [ln.split(",")[0] for ln in lines] == ["iteration", "1", "2", "3"]
 
     state = ckpt.read_checkpoint(out / "checkpoint.pt")
     assert state["iteration"] == 3 and state["world_size"] == 2 and len(state["rng"]) == 2
     assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])  # seeds offset
 
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["images"] == 4
-    rows = json.loads((out / "detections.json").read_text())
+    rows = json.loads((out / "detections.json").read_text(encoding="utf-8"))
     assert {r["image_id"] for r in rows} == {1, 2, 3, 4}  # both ranks' shards were gathered
 
-    per_rank = {p.parent.name: p.read_text() for p in logs.rglob("stderr.log")}
-    per_rank_out = {p.parent.name: p.read_text() for p in logs.rglob("stdout.log")}
+    per_rank = {p.parent.name: p.read_text(encoding="utf-8") for p in logs.rglob("stderr.log")}
+    per_rank_out = {p.parent.name: p.read_text(encoding="utf-8") for p in logs.rglob("stdout.log")}
     assert set(per_rank) == {"0", "1"}
     assert "AP50" in per_rank["0"] + per_rank_out["0"]
     for text in (per_rank["1"], per_rank_out["1"]):

@@ -57,7 +57,7 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
-    with path.open() as fh:
+    with path.open(encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
 
 
@@ -183,7 +183,7 @@ def test_unreadable_and_missing_checkpoints(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         ckpt.read_checkpoint(tmp_path / "nope.pt")
     bad = tmp_path / "bad.pt"
-    bad.write_text("not a checkpoint")
+    bad.write_text("not a checkpoint", encoding="utf-8")
     with pytest.raises(InputError, match="not a readable huberkl checkpoint"):
         ckpt.read_checkpoint(bad)
     other = tmp_path / "other.pt"
@@ -195,11 +195,11 @@ def test_unreadable_and_missing_checkpoints(tmp_path):
 def test_evaluate_writes_metrics_and_detections(data_root, tmp_path):
     over = tiny_overrides(data_root, "detect.iters=2", "detect.eval=true")
     result = engine.train(config.compose(over), tmp_path)
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["images"] == 4 and metrics["iteration"] == 2
     for key in ("AP", "AP50", "AP75", "APs", "APm", "APl"):
         assert key in metrics and metrics[key] == result.metrics[key]
-    rows = json.loads((tmp_path / "detections.json").read_text())
+    rows = json.loads((tmp_path / "detections.json").read_text(encoding="utf-8"))
     assert len(rows) == metrics["detections"]
     assert all(set(r) == {"image_id", "category_id", "bbox", "score"} for r in rows)
     again = engine.evaluate_checkpoint(config.compose(over), tmp_path, "val", tmp_path / "ev")
