@@ -71,6 +71,7 @@ def test_detect_defaults_to_train(monkeypatch, capsys):
         (["detect", "evaluate", "--checkpoint", "missing.pt"], "missing.pt"),
         (["detect", "evaluate", "--checkpoint", "x.pt", "--split", "test"], "--split"),
         (["detect", "summarize", "no-such-folder"], "no-such-folder"),
+        (["detect", "--out", "r", "detect.batch_size=0"], "detect.batch_size=0"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(args, needle, monkeypatch, capsys, tmp_path):

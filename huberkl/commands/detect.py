@@ -92,20 +92,25 @@ def train(
 
     from huberkl import config
     from huberkl.detect import dist, engine, runs
+    from huberkl.errors import InputError
 
     run_cfg = config.compose(overrides)
     if cfg:
         typer.echo(config.to_yaml(run_cfg), nl=False)
         raise typer.Exit(0)
+    engine.check_counts(run_cfg.detect)  # before any folder is made
     if out is None:
         out = _resume_dir(overrides, run_cfg)
     info = dist.init(run_cfg.detect.device)
-    out_dir = None
-    if info.is_main:
-        out_dir = config.run_dir("detect", out)
-        runs.check_out_dir(run_cfg, out_dir)  # before config.yaml of a run is overwritten
-        config.save_run(run_cfg, out_dir, "detect", overrides)
+    out_dir = config.run_dir("detect", out) if info.is_main else None
     out_dir = Path(dist.broadcast_object(str(out_dir) if out_dir else None))
+    try:
+        runs.check_out_dir(run_cfg, out_dir)  # every rank, before a run's config.yaml is rewritten
+    except InputError:
+        dist.destroy()  # every rank refuses alike; leave the process group cleanly
+        raise
+    if info.is_main:
+        config.save_run(run_cfg, out_dir, "detect", overrides)
     console = Console(stderr=True, quiet=not info.is_main)
     console.print(f"[dim]run folder {out_dir}[/]")
     try:
