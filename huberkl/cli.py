@@ -1,7 +1,9 @@
 """The ``huberkl`` command line: a thin Typer layer over the library.
 
-Each sub-command lives in ``huberkl/commands/<name>.py`` and registers itself; bad input
-anywhere (``ValueError`` and friends) becomes one line on stderr and exit code 2.
+Each sub-command lives in ``huberkl/commands/<name>.py`` and registers itself. Exit codes:
+bad input (:class:`huberkl.errors.InputError`, and click's usage errors) is one line on
+stderr and code 2; Ctrl-C is 130; a stop on SIGTERM is 143 (128 + signal number, as shells
+and schedulers read it); any other exception is a bug and keeps its traceback (code 1).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import sys
 import typer
 
 from huberkl import __version__
+from huberkl.errors import InputError
 
 COMMANDS = ("losses", "interpret", "toy", "data", "detect", "report")
 
@@ -47,7 +50,7 @@ for _name in COMMANDS:
 
 
 def main() -> None:
-    """Console entry point: run the app, mapping bad input to exit code 2."""
+    """Console entry point: run the app; bad input is exit code 2, other errors keep their traceback."""
     try:
         # With standalone_mode=False click returns (not raises) a typer.Exit's code.
         code = app(standalone_mode=False)
@@ -61,7 +64,11 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("Interrupted.", err=True)
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - the one place that turns errors into exit codes
+    except InputError as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        typer.echo(f"error: {msg}", err=True)
+        sys.exit(2)
+    except Exception as exc:
         try:
             from click.exceptions import ClickException
         except ImportError:  # typer >= 0.2x vendors click as typer._click
@@ -70,11 +77,7 @@ def main() -> None:
         if isinstance(exc, ClickException):
             typer.echo(f"error: {exc.format_message()}", err=True)
             sys.exit(exc.exit_code)
-        if isinstance(exc, (ValueError, FileNotFoundError, NotADirectoryError)):
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            typer.echo(f"error: {msg}", err=True)
-            sys.exit(2)
-        raise
+        raise  # a bug: Python prints the traceback and exits with code 1
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def run_dir(command: str, out: str | Path | None) -> Path:
 def save_run(cfg: DictConfig, out_dir: Path, command: str, overrides: Sequence[str] = ()) -> None:
     """Write ``config.yaml`` (resolved) and ``run.json`` (seed, argv, versions) to rerun exactly."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.yaml").write_text(to_yaml(cfg))
+    (out_dir / "config.yaml").write_text(to_yaml(cfg), encoding="utf-8")
     info = {
         "command": command,
         "seed": cfg.get("seed"),
@@ -72,4 +72,20 @@ def save_run(cfg: DictConfig, out_dir: Path, command: str, overrides: Sequence[s
         "started": _dt.datetime.now().isoformat(timespec="seconds"),
         "cwd": os.getcwd(),
     }
-    (out_dir / "run.json").write_text(json.dumps(info, indent=2) + "\n")
+    (out_dir / "run.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+
+
+def record_run(out_dir: Path, **fields: object) -> None:
+    """Add ``fields`` to ``run.json`` (made if missing): what a run found out while it ran."""
+    path = Path(out_dir) / "run.json"
+    info = {}
+    if path.is_file():
+        try:
+            info = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            info = {}
+    info.update(fields)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(".run.json.tmp")
+    tmp.write_text(json.dumps(info, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

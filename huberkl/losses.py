@@ -77,16 +77,16 @@ def _as_input(name: str, value: object) -> Tensor:
     """``x`` (or ``mu``) as a tensor; numbers and arrays are accepted for convenience."""
     if isinstance(value, Tensor):
         if value.dtype.is_complex:
-            raise ValueError(f"{name} must be a real tensor, got dtype {value.dtype}")
+            raise InputError(f"{name} must be a real tensor, got dtype {value.dtype}")
         return value
     if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.ndarray, list, tuple)):
-        raise ValueError(f"{name} must be a tensor or a number, got {value!r}")
+        raise InputError(f"{name} must be a tensor or a number, got {value!r}")
     try:
         t = torch.as_tensor(value if not isinstance(value, numbers.Real) else float(value))
     except (TypeError, ValueError, RuntimeError) as exc:
-        raise ValueError(f"{name} must be a tensor or a number, got {value!r}") from exc
+        raise InputError(f"{name} must be a tensor or a number, got {value!r}") from exc
     if not (t.is_floating_point() or t.dtype in _INT_DTYPES):
-        raise ValueError(f"{name} must be real numbers, got dtype {t.dtype}")
+        raise InputError(f"{name} must be real numbers, got dtype {t.dtype}")
     return t
 
 
@@ -104,7 +104,7 @@ def _as_tensor(value: Scalar, like: Tensor, dtype: torch.dtype) -> Tensor:
 
 def _check_reduction(reduction: str) -> None:
     if reduction not in ("none", "mean", "sum"):
-        raise ValueError(f"reduction must be one of none|mean|sum, got {reduction!r}")
+        raise InputError(f"reduction must be one of none|mean|sum, got {reduction!r}")
 
 
 def _reduce(loss: Tensor, reduction: Reduction) -> Tensor:

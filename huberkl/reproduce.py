@@ -54,7 +54,8 @@ class Step:
         extra = ""
         if self.words[:1] == ["interpret"]:  # interpret reads every preset file directly
             extra = "".join(
-                p.read_text() for p in sorted((config.CONF_DIR / "params").glob("*.yaml"))
+                p.read_text(encoding="utf-8")
+                for p in sorted((config.CONF_DIR / "params").glob("*.yaml"))
             )
         blob = json.dumps([__version__, self.words, self.options, resolved, extra])
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -140,7 +141,7 @@ def _done_file(out: Path) -> Path:
 
 def is_done(step: Step, out: Path, key: str) -> bool:
     f = _done_file(out)
-    return f.is_file() and json.loads(f.read_text()).get("key") == key
+    return f.is_file() and json.loads(f.read_text(encoding="utf-8")).get("key") == key
 
 
 def run_step(step: Step, out: Path, key: str, log, echo: bool = True) -> float:
@@ -155,10 +156,14 @@ def run_step(step: Step, out: Path, key: str, log, echo: bool = True) -> float:
         shutil.rmtree(out)
         started = False
     key_file = out / ".key"
-    if started and step.resumable and key_file.is_file() and key_file.read_text() == key:
+    same = key_file.is_file() and key_file.read_text(encoding="utf-8") == key
+    if started and step.resumable and same:
         argv = [*argv, "detect.resume=true"]
+    elif started and step.resumable:
+        # Begun with another config: redone from scratch (detect refuses a folder holding a run).
+        shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    key_file.write_text(key)
+    key_file.write_text(key, encoding="utf-8")
     log(f"$ {' '.join(argv)}")
     t0 = time.perf_counter()
     launch = [sys.executable]
@@ -166,13 +171,15 @@ def run_step(step: Step, out: Path, key: str, log, echo: bool = True) -> float:
         launch += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={step.nproc}"]
     cmd = [*launch, "-m", "huberkl.cli", *argv[1:]]
     # stdout is kept beside the results (interpret's JSON is its stdout), and echoed live.
-    with (out / "stdout.txt").open("a" if "detect.resume=true" in argv else "w") as sink:
+    mode = "a" if "detect.resume=true" in argv else "w"
+    with (out / "stdout.txt").open(mode, encoding="utf-8") as sink:
         proc = subprocess.Popen(
             cmd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT if not echo else None,
             text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            encoding="utf-8",
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8"},
         )
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -190,7 +197,8 @@ def run_step(step: Step, out: Path, key: str, log, echo: bool = True) -> float:
             {"key": key, "argv": step.argv(out), "seconds": round(seconds, 1), "title": step.title},
             indent=2,
         )
-        + "\n"
+        + "\n",
+        encoding="utf-8",
     )
     return seconds
 
@@ -236,7 +244,7 @@ def reproduce(
     plan = load_plan(scale, coco, overrides)
     root = ROOT / scale
     root.mkdir(parents=True, exist_ok=True)
-    (root / "plan.yaml").write_text(OmegaConf.to_yaml(plan, resolve=True))
+    (root / "plan.yaml").write_text(OmegaConf.to_yaml(plan, resolve=True), encoding="utf-8")
     steps = build_steps(plan, root)
     t0 = time.perf_counter()
     jobs = max(1, int(plan.scale.get("jobs", 1)))
@@ -275,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         reproduce(args.scale, args.coco, args.force, args.overrides)
-    except (InputError, ValueError, FileNotFoundError) as exc:
+    except InputError as exc:
         print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 2
     except RuntimeError as exc:

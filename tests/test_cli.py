@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
 from _cli import run
 
@@ -111,3 +112,47 @@ def test_console_entry_point_exit_code_in_a_real_process(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "alpha" in one_error_line(proc.stderr)
     assert proc.stdout == ""
+
+
+def test_a_bug_keeps_its_traceback_and_a_nonzero_code(tmp_path):
+    """Only InputError is bad input (exit 2, one line); any other ValueError is a bug."""
+    code = (
+        "import sys, huberkl.commands.losses as m\n"
+        "from huberkl.cli import main\n"
+        "def broken(*a, **k):\n"
+        "    raise ValueError('an internal inconsistency')\n"
+        "m.setup = broken\n"
+        "sys.argv = ['huberkl', 'losses']\n"
+        "main()\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" in proc.stderr and "ValueError: an internal inconsistency" in proc.stderr
+
+
+def test_report_without_a_reproduction_is_bad_input(monkeypatch, capsys):
+    code, _, err = run(monkeypatch, capsys, "report", "--scale", "smoke")
+    assert code == 2
+    assert "no reproduction" in one_error_line(err)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: __import__("huberkl.losses").losses.huber("abc", 1.0),
+        lambda: __import__("huberkl.losses").losses.huber([1.0], 1.0, reduction="avg"),
+        lambda: __import__("huberkl.losses").losses.huber(torch.ones(2, dtype=torch.cfloat), 1.0),
+        lambda: __import__("huberkl.toy.solvers").toy.solvers.Design.from_matrix(torch.ones(3, 2)),
+        lambda: __import__("huberkl.detect.data").detect.data.CocoDetection("no", "no.json"),
+    ],
+    ids=["x-not-a-number", "reduction", "complex", "rank-deficient-design", "missing-annotations"],
+)
+def test_input_checks_raise_input_error(call):
+    """Library input checks raise InputError (still a ValueError for library callers)."""
+    from huberkl.errors import InputError
+
+    with pytest.raises(InputError) as err:
+        call()
+    assert isinstance(err.value, ValueError) and "\n" not in str(err.value)

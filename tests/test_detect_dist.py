@@ -1,4 +1,5 @@
-"""Data-parallel training under torchrun: 2 CPU processes with gloo, rank-0 files, gathered eval."""
+"""Data-parallel training under torchrun: 2 CPU processes with gloo, rank-0 files, gathered eval,
+and parameters equal to one process trained on the same global batch."""
 
 from __future__ import annotations
 
@@ -92,20 +93,20 @@ def test_torchrun_two_gloo_processes(tmp_path):
         "run.json",
     ]
     assert not (tmp_path / "outputs").exists()  # no second run folder from rank 1
-    lines = (out / "losses.csv").read_text().splitlines()
+    lines = (out / "losses.csv").read_text(encoding="utf-8").splitlines()
     assert [ln.split(",")[0] for ln in lines] == ["iteration", "1", "2", "3"]
 
     state = ckpt.read_checkpoint(out / "checkpoint.pt")
     assert state["iteration"] == 3 and state["world_size"] == 2 and len(state["rng"]) == 2
     assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])  # seeds offset
 
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["images"] == 4
-    rows = json.loads((out / "detections.json").read_text())
+    rows = json.loads((out / "detections.json").read_text(encoding="utf-8"))
     assert {r["image_id"] for r in rows} == {1, 2, 3, 4}  # both ranks' shards were gathered
 
-    per_rank = {p.parent.name: p.read_text() for p in logs.rglob("stderr.log")}
-    per_rank_out = {p.parent.name: p.read_text() for p in logs.rglob("stdout.log")}
+    per_rank = {p.parent.name: p.read_text(encoding="utf-8") for p in logs.rglob("stderr.log")}
+    per_rank_out = {p.parent.name: p.read_text(encoding="utf-8") for p in logs.rglob("stdout.log")}
     assert set(per_rank) == {"0", "1"}
     assert "AP50" in per_rank["0"] + per_rank_out["0"]
     for text in (per_rank["1"], per_rank_out["1"]):
@@ -119,3 +120,52 @@ def test_cuda_without_gpu_is_a_one_line_error():
     with pytest.raises(InputError, match="no CUDA device"):
         dist.pick_device("cuda")
     assert dist.pick_device("auto").type == "cpu"
+
+
+def test_two_ranks_train_what_one_process_trains_on_the_global_batch(tmp_path):
+    """DDP's proof: k steps on 2 gloo ranks (batch 2 each) give parameters equal across ranks
+    and equal, to float tolerance, to one process with batch 4 (the same 4 images per step)."""
+    from _ddp_regressor import BoxRegressor, train
+
+    from huberkl.detect.synth import synthesize
+
+    root = tmp_path / "synth"
+    synthesize(root, images=8, size=64, seed=0, noise="none", noise_scale=0.0, val_images=2)
+    over = [
+        f"data.root={root}",
+        "detect.iters=4",  # two epochs: the sampler's epoch change is covered
+        "detect.workers=0",
+        "detect.threads=1",
+        "detect.eval=false",
+        "detect.ckpt_every=0",
+        "detect.optim.name=sgd",
+        "detect.optim.lr=0.5",
+        "detect.schedule.warmup_iters=0",
+        "detect.schedule.name=constant",
+    ]
+    out = tmp_path / "ddp"
+    out.mkdir()
+    cmd = [
+        str(Path(sys.executable).parent / "torchrun"),
+        "--standalone",
+        "--nproc_per_node=2",
+        str(Path(__file__).parent / "_ddp_regressor.py"),
+        str(out),
+        *over,
+        "detect.batch_size=2",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rank0, rank1 = (torch.load(out / f"rank{r}.pt") for r in (0, 1))
+    torch.manual_seed(0)  # seed + rank 0, as the engine seeds before building the model
+    init = {k: v.detach() for k, v in BoxRegressor().state_dict().items()}
+
+    single = train([*over, "detect.batch_size=4"], tmp_path / "single")
+    half = train([*over, "detect.batch_size=2"], tmp_path / "half")
+    for k in rank0:
+        assert torch.equal(rank0[k], rank1[k]), k  # gradients were averaged over the ranks
+        torch.testing.assert_close(rank0[k], single[k], rtol=1e-5, atol=1e-6)
+    # The check can fail: the training moved the weights, and half the batch trains otherwise.
+    assert max((rank0[k] - init[k]).abs().max() for k in rank0) > 1e-2
+    assert max((half[k] - single[k]).abs().max() for k in rank0) > 1e-3

@@ -57,7 +57,7 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
-    with path.open() as fh:
+    with path.open(encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
 
 
@@ -172,7 +172,7 @@ def test_checkpoint_from_another_architecture_is_refused(data_root, tmp_path):
     msg = str(err.value)
     assert "\n" not in msg and "checkpoint.pt" in msg
     assert "detect.model.arch=faster_rcnn (config: retinanet)" in msg
-    with pytest.raises(InputError, match="another architecture"):
+    with pytest.raises(InputError, match=r"detect.model.fpn_channels: 16 -> 8"):
         engine.train(
             config.compose([*over, "detect.model.fpn_channels=8", "detect.resume=true"]),
             tmp_path / "frcnn",
@@ -183,7 +183,7 @@ def test_unreadable_and_missing_checkpoints(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         ckpt.read_checkpoint(tmp_path / "nope.pt")
     bad = tmp_path / "bad.pt"
-    bad.write_text("not a checkpoint")
+    bad.write_text("not a checkpoint", encoding="utf-8")
     with pytest.raises(InputError, match="not a readable huberkl checkpoint"):
         ckpt.read_checkpoint(bad)
     other = tmp_path / "other.pt"
@@ -195,11 +195,11 @@ def test_unreadable_and_missing_checkpoints(tmp_path):
 def test_evaluate_writes_metrics_and_detections(data_root, tmp_path):
     over = tiny_overrides(data_root, "detect.iters=2", "detect.eval=true")
     result = engine.train(config.compose(over), tmp_path)
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    metrics = json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["images"] == 4 and metrics["iteration"] == 2
     for key in ("AP", "AP50", "AP75", "APs", "APm", "APl"):
         assert key in metrics and metrics[key] == result.metrics[key]
-    rows = json.loads((tmp_path / "detections.json").read_text())
+    rows = json.loads((tmp_path / "detections.json").read_text(encoding="utf-8"))
     assert len(rows) == metrics["detections"]
     assert all(set(r) == {"image_id", "category_id", "bbox", "score"} for r in rows)
     again = engine.evaluate_checkpoint(config.compose(over), tmp_path, "val", tmp_path / "ev")
@@ -246,3 +246,62 @@ def test_quick_configuration_quality(variant, tmp_path):
     )
     assert result.metrics["AP50"] >= 0.8 and result.metrics["AP"] >= 0.5
     assert minutes <= 10.5
+
+
+def test_extending_a_finished_cosine_run_follows_the_new_schedule(data_root, tmp_path):
+    """detect.iters 4 -> 8 on a finished cosine run: the extra steps use the 8-step schedule."""
+    over = tiny_overrides(data_root, "detect.iters=4", "detect.optim.name=sgd")
+    first = engine.train(config.compose(over), tmp_path)
+    assert first.status == "finished"
+    longer = [*over, "detect.iters=8", "detect.resume=true"]
+    engine.train(config.compose(longer), tmp_path)
+    rows = _rows(tmp_path / "losses.csv")
+    assert [r["iteration"] for r in rows] == [str(i) for i in range(1, 9)]
+    cfg = config.compose(longer).detect
+    schedule = engine.WarmupSchedule(8, "cosine", warmup_iters=2, warmup_factor=0.001)
+    for row in rows[4:]:  # the lr of step i (row i + 1) is lr * factor(i)
+        want = cfg.optim.lr * schedule(int(row["iteration"]) - 1)
+        assert want > 0  # today's code trained these steps at lr 0
+        assert float(row["lr"]) == pytest.approx(want, rel=1e-5)
+    assert float(rows[4]["lr"]) == pytest.approx(0.5 * cfg.optim.lr, rel=1e-5)  # cos(pi/2)
+
+
+def test_resume_refuses_a_change_of_params(data_root, tmp_path):
+    """An exp-a run must not continue as exp-b: one line naming the key, nothing written."""
+    over = tiny_overrides(data_root, "detect.iters=1", "params=exp-a")
+    engine.train(config.compose(over), tmp_path)
+    before = (tmp_path / "losses.csv").read_bytes()
+    with pytest.raises(InputError) as err:
+        engine.train(config.compose([*over, "params=exp-b", "detect.resume=true"]), tmp_path)
+    msg = str(err.value)
+    assert "\n" not in msg and "params." in msg and "exp-a -> exp-b" in msg
+    assert (tmp_path / "losses.csv").read_bytes() == before
+
+
+def test_a_folder_holding_a_run_is_not_trained_into_without_resume(data_root, tmp_path):
+    over = tiny_overrides(data_root, "detect.iters=2")
+    engine.train(config.compose(over), tmp_path)
+    log, weights = (tmp_path / "losses.csv").read_bytes(), _weights(tmp_path)
+    with pytest.raises(InputError, match="already holds a run.*detect.resume=true"):
+        engine.train(config.compose(over), tmp_path)
+    assert (tmp_path / "losses.csv").read_bytes() == log
+    after = _weights(tmp_path)
+    assert all(torch.equal(weights[k], after[k]) for k in weights)
+
+
+def test_checkpoint_config_applies_overrides_and_moves_paths(data_root, tmp_path):
+    """The run's own config, with data.root=... moving every data path below it."""
+    from huberkl.detect import runs
+
+    over = tiny_overrides(data_root, "detect.iters=1", "params=exp-c")
+    engine.train(config.compose(over), tmp_path / "run")
+    state = ckpt.read_checkpoint(tmp_path / "run", mmap=True)
+    same = runs.checkpoint_config(state)
+    assert same.params.name == "exp-c" and same.data.val_ann == str(
+        data_root / "annotations" / "instances_val.json"
+    )
+    moved = runs.checkpoint_config(state, ["data.root=/elsewhere", "detect.eval_batch_size=3"])
+    assert moved.data.val_ann == "/elsewhere/annotations/instances_val.json"
+    assert moved.detect.eval_batch_size == 3 and moved.params.name == "exp-c"
+    assert moved.detect.model.fpn_channels == 16  # the tiny model, not the default
+    assert runs.checkpoint_config(state, ["params=exp-a"]).params.name == "exp-a"

@@ -7,13 +7,14 @@ summarize DIR`` prints Table 3/4 from a sweep. ``-m`` hands a sweep to Hydra's l
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from typer.core import TyperGroup
 
-from huberkl.commands._common import CfgFlag, OutOption, Overrides, setup
+from huberkl.commands._common import CfgFlag, OutOption, Overrides
 
 
 class DefaultCommandGroup(TyperGroup):
@@ -50,20 +51,22 @@ MultirunFlag = Annotated[
 ]
 
 
-def _resume_dir(overrides: list[str]) -> Path | None:
-    """Where ``detect.resume=...`` continues when no --out is given."""
-    from huberkl.errors import InputError
+def _resume_dir(overrides: list[str], run_cfg) -> Path | None:
+    """Where ``detect.resume=...`` continues when no --out is given.
 
-    value = next((o.split("=", 1)[1] for o in overrides if o.startswith("detect.resume=")), None)
-    if value is None or value.lower() in ("false", "no", "0", "null", ""):
+    ``true``: the newest run under ``outputs/detect/`` whose saved config is this one
+    (:func:`huberkl.detect.runs.find_matching_run`); a path: that run's folder.
+    """
+    from huberkl.detect import runs
+
+    value = run_cfg.detect.get("resume")
+    if value is None or str(value).lower() in ("false", "no", "0", "null", ""):
         return None
-    if value.lower() in ("true", "yes", "1"):
-        root = Path("outputs") / "detect"
-        found = sorted(root.glob("*/checkpoint.pt"), key=lambda p: p.stat().st_mtime)
-        if not found:
-            raise InputError(f"detect.resume=true: no checkpoint under {root}/; pass --out DIR")
-        return found[-1].parent
-    path = Path(value)
+    if value is True or str(value).lower() in ("true", "yes", "1"):
+        from huberkl import config
+
+        return runs.find_matching_run(run_cfg, config.OUTPUTS / "detect")
+    path = Path(str(value))
     return path if path.is_dir() else path.parent
 
 
@@ -85,24 +88,29 @@ def train(
 
         sweep(overrides, out)
         return
-    if out is None:
-        out = _resume_dir(overrides)
-
     from rich.console import Console
 
     from huberkl import config
-    from huberkl.detect import dist, engine
+    from huberkl.detect import dist, engine, runs
+    from huberkl.errors import InputError
 
     run_cfg = config.compose(overrides)
     if cfg:
         typer.echo(config.to_yaml(run_cfg), nl=False)
         raise typer.Exit(0)
+    engine.check_counts(run_cfg.detect)  # before any folder is made
+    if out is None:
+        out = _resume_dir(overrides, run_cfg)
     info = dist.init(run_cfg.detect.device)
-    out_dir = None
-    if info.is_main:
-        out_dir = config.run_dir("detect", out)
-        config.save_run(run_cfg, out_dir, "detect", overrides)
+    out_dir = config.run_dir("detect", out) if info.is_main else None
     out_dir = Path(dist.broadcast_object(str(out_dir) if out_dir else None))
+    try:
+        runs.check_out_dir(run_cfg, out_dir)  # every rank, before a run's config.yaml is rewritten
+    except InputError:
+        dist.destroy()  # every rank refuses alike; leave the process group cleanly
+        raise
+    if info.is_main:
+        config.save_run(run_cfg, out_dir, "detect", overrides)
     console = Console(stderr=True, quiet=not info.is_main)
     console.print(f"[dim]run folder {out_dir}[/]")
     try:
@@ -116,7 +124,8 @@ def train(
             f"stopped at iteration {result.iteration}; checkpoint {out_dir / engine.CHECKPOINT}; "
             f"continue with: huberkl detect --out {out_dir} detect.resume=true"
         )
-        raise typer.Exit(130)
+        # 128 + signal number, as a shell reports a process ended by it (SIGTERM 143, SIGINT 130).
+        raise typer.Exit(128 + (result.signal or signal.SIGINT))
 
 
 @detect_app.command("evaluate")
@@ -131,18 +140,27 @@ def evaluate(
 ) -> None:
     """Score a checkpoint with COCOeval (bbox): metrics.json and detections.json in --out.
 
-    Give the overrides the checkpoint was trained with (e.g. detect=retinanet); a
-    checkpoint of another architecture is refused.
+    Uses the config the checkpoint was trained with (its data, model and box loss);
+    overrides change it (e.g. data.root=/elsewhere); another architecture is refused.
     """
     from huberkl.errors import InputError
 
     if split not in ("train", "val"):
         raise InputError(f"--split must be train or val, got {split!r}")
-    run_cfg, out_dir = setup("detect-evaluate", overrides, cfg, out)
 
     from rich.console import Console
 
-    from huberkl.detect import engine
+    from huberkl import config
+    from huberkl.detect import checkpoint as ckpt
+    from huberkl.detect import engine, runs
+
+    overrides = list(overrides or [])
+    run_cfg = runs.checkpoint_config(ckpt.read_checkpoint(checkpoint, mmap=True), overrides)
+    if cfg:
+        typer.echo(config.to_yaml(run_cfg), nl=False)
+        raise typer.Exit(0)
+    out_dir = config.run_dir("detect-evaluate", out)
+    config.save_run(run_cfg, out_dir, "detect-evaluate", overrides)
 
     metrics = engine.evaluate_checkpoint(run_cfg, checkpoint, split, out_dir)
     if metrics:

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from huberkl.commands._common import CfgFlag, Overrides
+from huberkl.errors import InputError
 
 # The root config's default for the `params` group (a test checks they agree), so that
 # the common path needs no Hydra composition.
@@ -95,7 +96,7 @@ def interpret(
     """
     try:
         _run(locals())
-    except ValueError as exc:  # InputError and friends: one line, exit 2 (as huberkl.cli does)
+    except InputError as exc:  # one line, exit 2 (as huberkl.cli does)
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         typer.echo(f"error: {msg}", err=True)
         # SystemExit, not typer.Exit: with standalone_mode=False click returns Exit's code
@@ -107,9 +108,9 @@ def _run(o: dict) -> None:
     from huberkl import interpret as lib
 
     if o["fmt"] not in lib.FORMATS:
-        raise ValueError(f"--format must be one of {'|'.join(lib.FORMATS)}, got {o['fmt']!r}")
+        raise InputError(f"--format must be one of {'|'.join(lib.FORMATS)}, got {o['fmt']!r}")
     if o["head"] is not None and o["head"] not in lib.HEADS:
-        raise ValueError(f"--head must be one of {'|'.join(lib.HEADS)}, got {o['head']!r}")
+        raise InputError(f"--head must be one of {'|'.join(lib.HEADS)}, got {o['head']!r}")
     settings = {
         k: o[k]
         for k in ("alpha", "lam", "sigma", "sigma_x", "sigma_y", "sigma_w", "sigma_h", "loss")
@@ -118,16 +119,16 @@ def _run(o: dict) -> None:
     forward = any(v is not None for k, v in settings.items() if k != "alpha" and k != "loss")
     inverse = any(v is not None for v in noise.values())
     if inverse and (forward or o["preset"]):
-        raise ValueError(
+        raise InputError(
             "give either noise scales (--label-noise/--pred-noise) or settings, not both"
         )
     if o["preset"] and (forward or o["alpha"] is not None or o["loss"] is not None):
-        raise ValueError(
+        raise InputError(
             f"give either --preset {o['preset']} or explicit settings (--alpha/--lam/--sigma/--loss); "
             "change a preset with overrides such as params.stages.detection.lam=1/2"
         )
     if (o["overrides"] or o["print_cfg"]) and (inverse or forward or o["alpha"] or o["loss"]):
-        raise ValueError("Hydra overrides and --cfg apply to presets only (use --preset NAME)")
+        raise InputError("Hydra overrides and --cfg apply to presets only (use --preset NAME)")
 
     config = o["config"]
     if inverse:
@@ -187,7 +188,7 @@ def _presets(o: dict) -> list:
     name = o["preset"]
     if o["overrides"] or o["print_cfg"]:
         if name == "all":
-            raise ValueError("Hydra overrides and --cfg apply to one preset, not --preset all")
+            raise InputError("Hydra overrides and --cfg apply to one preset, not --preset all")
         from omegaconf import OmegaConf
 
         from huberkl.commands._common import setup

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from huberkl.commands._common import Overrides
+from huberkl.errors import InputError
 
 
 def report(
@@ -29,7 +30,7 @@ def report(
 
     root = reproduce.ROOT / scale
     if not root.is_dir():
-        raise FileNotFoundError(
+        raise InputError(
             f"{root}: no reproduction of scale {scale!r} yet; run `make reproduce SCALE={scale}`"
         )
     plan = reproduce.load_plan(scale, overrides=list(overrides or []))

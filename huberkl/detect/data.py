@@ -36,7 +36,7 @@ Target = dict[str, Any]
 
 def _load_json(ann_file: Path) -> dict:
     if not ann_file.is_file():
-        raise FileNotFoundError(f"{ann_file}: annotation file not found")
+        raise InputError(f"{ann_file}: annotation file not found")
     try:
         with open(ann_file, encoding="utf-8") as fh:
             data = json.load(fh)
@@ -102,7 +102,7 @@ def _validate(data: dict, ann_file: Path) -> None:
 
 def _check_images(image_dir: Path, images: Sequence[dict], ann_file: Path) -> None:
     if not image_dir.is_dir():
-        raise FileNotFoundError(f"{image_dir}: image folder not found (for {ann_file})")
+        raise InputError(f"{image_dir}: image folder not found (for {ann_file})")
     present = set(os.listdir(image_dir))
     missing = [
         img["file_name"]
@@ -111,7 +111,7 @@ def _check_images(image_dir: Path, images: Sequence[dict], ann_file: Path) -> No
     ]
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-        raise FileNotFoundError(
+        raise InputError(
             f"{image_dir / missing[0]}: image file missing{more} (listed in {ann_file})"
         )
 

@@ -100,6 +100,15 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     return bool(t.item() > 0)
 
 
+def max_over_ranks(value: int, device: torch.device) -> int:
+    """The largest ``value`` over ranks (the signal one rank saw stops all with its code)."""
+    if not (tdist.is_available() and tdist.is_initialized()):
+        return int(value)
+    t = torch.tensor([float(value)], device=device)
+    tdist.all_reduce(t, op=tdist.ReduceOp.MAX)
+    return int(t.item())
+
+
 def gather_objects(obj: Any) -> list[Any]:
     """Every rank's ``obj`` on every rank, in rank order (``[obj]`` without DDP)."""
     if not (tdist.is_available() and tdist.is_initialized()):

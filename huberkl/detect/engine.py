@@ -11,7 +11,11 @@ Exact resume rests on three things: the data order is a pure function of (seed, 
 with a start offset (:class:`.dist.ResumableSampler`); each sample's augmentation is
 seeded from (seed, epoch, index), so it does not depend on which worker loads it; and
 the global RNG states (used by the detectors' anchor and RoI samplers) are saved per rank.
-On a CPU a resumed run ends with the same weights, bit for bit, as an uninterrupted one.
+Loader workers ignore SIGINT/SIGTERM (a terminal's Ctrl-C and a scheduler's SIGTERM reach
+the whole process group), so the main process alone decides when to stop and checkpoints.
+On a CPU, with the same thread count, a resumed run ends with the same weights, bit for bit,
+as an uninterrupted one, with or without loader workers. What may change on resume, and
+which data a run reads, are :mod:`.runs` and :mod:`.sets`.
 """
 
 from __future__ import annotations
@@ -33,12 +37,12 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 from huberkl.detect import checkpoint as ckpt
-from huberkl.detect import dist
+from huberkl.detect import dist, runs
 from huberkl.detect.files import write_json
 from huberkl.errors import InputError
 
-CHECKPOINT = "checkpoint.pt"
-LOSSES_CSV = "losses.csv"
+CHECKPOINT = runs.CHECKPOINT
+LOSSES_CSV = runs.LOSSES_CSV
 METRICS = "metrics.json"
 DETECTIONS = "detections.json"
 
@@ -56,9 +60,21 @@ class TrainResult:
     status: str  # finished | interrupted
     metrics: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
+    signal: int = 0  # the signal that stopped an interrupted run (exit code 128 + signal)
 
 
 # ----------------------------------------------------------------------------- optimisation
+
+# detect.<key>: the least value that makes sense (checked before anything is built).
+_COUNTS = {"iters": 0, "batch_size": 1, "workers": 0, "ckpt_every": 0, "eval_batch_size": 1}
+
+
+def check_counts(d: DictConfig) -> None:
+    """One-line InputErrors for counts that torch would reject with its own ValueError."""
+    for key, least in _COUNTS.items():
+        value = d.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise InputError(f"detect.{key}={value!r}: must be an integer >= {least}")
 
 
 def build_optimizer(
@@ -120,6 +136,24 @@ class WarmupSchedule:
         return warm * decay
 
 
+def _follow_schedule(
+    scheduler: torch.optim.lr_scheduler.LambdaLR, schedule: WarmupSchedule, iteration: int
+) -> None:
+    """After loading a checkpoint, let the config's schedule set the learning rate from here on.
+
+    ``LambdaLR.load_state_dict`` copies the checkpoint's schedule fields into the config's
+    schedule object (a run extended from 1000 to 2000 iterations would keep decaying to 0 at
+    1000); this puts the config's fields back and sets this iteration's rate as
+    ``LambdaLR`` does (``base_lr * factor(iteration)``), the same float when nothing changed.
+    ``schedule`` is a new object built from the config (the one given to ``LambdaLR`` was
+    overwritten).
+    """
+    scheduler.lr_lambdas = [schedule for _ in scheduler.optimizer.param_groups]
+    for group, base in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, strict=True):
+        group["lr"] = base * schedule(iteration)
+    scheduler._last_lr = [g["lr"] for g in scheduler.optimizer.param_groups]
+
+
 # ----------------------------------------------------------------------------- data
 
 
@@ -154,16 +188,19 @@ class SeededSamples(Dataset):
             np.random.set_state(np_state)
 
 
-def ensure_dataset(data_cfg: DictConfig, info: dist.DistInfo) -> None:
-    """Synthesise the built-in shapes set on first use (rank 0), so ``huberkl detect`` runs as is."""
-    if data_cfg.get("name") == "synth":
-        if info.is_main:
-            from huberkl.detect.synth import ensure_synthesized
+def ensure_dataset(data_cfg: DictConfig, info: dist.DistInfo, say=None) -> dict:
+    """Rank 0 makes sure the data is on disk (:func:`.sets.ensure_dataset`); what is read."""
+    from huberkl.detect import sets
 
-            ensure_synthesized(
-                data_cfg.root, **OmegaConf.to_container(data_cfg.synth, resolve=True)
-            )
-        dist.barrier()
+    record = sets.ensure_dataset(data_cfg, say) if info.is_main else {}
+    dist.barrier()
+    return record
+
+
+def _ignore_stop_signals(worker_id: int) -> None:
+    """Loader workers leave SIGINT/SIGTERM to the main process, which checkpoints first."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def load_split(data_cfg: DictConfig, split: str, train: bool, **kwargs):
@@ -282,32 +319,6 @@ def _tuples(x):
     return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
-def _find_resume(resume: Any, out_dir: Path) -> Path | None:
-    """``detect.resume``: false, true (this run's folder) or a checkpoint file or folder."""
-    if resume is None or resume is False or str(resume).lower() in ("false", "no", "0", ""):
-        return None
-    path = (
-        out_dir if resume is True or str(resume).lower() in ("true", "yes", "1") else Path(resume)
-    )
-    if path.is_dir():
-        path = path / CHECKPOINT
-    if not path.is_file():
-        raise InputError(f"detect.resume: no checkpoint at {path}")
-    return path
-
-
-def _config_changes(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> list[str]:
-    changes = []
-    for k in sorted(set(old) | set(new)):
-        a, b = old.get(k), new.get(k)
-        key = f"{prefix}{k}"
-        if isinstance(a, Mapping) and isinstance(b, Mapping):
-            changes += _config_changes(a, b, key + ".")
-        elif a != b and key not in ("detect.resume",):
-            changes.append(f"{key}: {a!r} -> {b!r}")
-    return changes
-
-
 # ----------------------------------------------------------------------------- training
 
 
@@ -382,6 +393,7 @@ def _train(cfg: DictConfig, out_dir: Path, on_iteration) -> TrainResult:
     from rich.console import Console
 
     d = cfg.detect
+    check_counts(d)
     info = dist.init(d.device)
     console = Console(stderr=True, quiet=not info.is_main, soft_wrap=True)
     say = console.print
@@ -392,7 +404,14 @@ def _train(cfg: DictConfig, out_dir: Path, on_iteration) -> TrainResult:
     np.random.seed((seed + info.rank) % 2**32)
     random.seed(seed + info.rank)
 
-    ensure_dataset(cfg.data, info)
+    resume_path = runs.check_out_dir(cfg, out_dir)
+    from rich.markup import escape
+
+    data_record = ensure_dataset(cfg.data, info, lambda line: say(escape(line)))
+    if info.is_main:
+        from huberkl import config
+
+        config.record_run(out_dir, data=data_record)
     train_set = load_split(cfg.data, "train", train=True, hflip=bool(d.hflip), seed=seed)
     if len(train_set) < d.batch_size * info.world_size:
         raise InputError(
@@ -422,16 +441,17 @@ def _train(cfg: DictConfig, out_dir: Path, on_iteration) -> TrainResult:
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
     start_iter = 0
-    resume_path = _find_resume(d.resume, out_dir)
     config_dict = OmegaConf.to_container(cfg, resolve=True)
     if resume_path is not None:
         state = ckpt.read_checkpoint(resume_path)
+        changed = runs.check_continuation(state.get("config", {}), config_dict, resume_path)
         ckpt.check_architecture(resume_path, state["arch"], arch)
         ckpt.load_model_state(model, state, resume_path)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         start_iter = int(state["iteration"])
+        _follow_schedule(scheduler, WarmupSchedule(iters=int(d.iters), **sched_cfg), start_iter)
         rngs = state["rng"]
         if len(rngs) == info.world_size:
             _set_rng_state(rngs[info.rank])
@@ -440,10 +460,12 @@ def _train(cfg: DictConfig, out_dir: Path, on_iteration) -> TrainResult:
                 f"[yellow]checkpoint was written by {len(rngs)} processes, this run has "
                 f"{info.world_size}: data order continues, RNG streams restart[/]"
             )
-        changes = _config_changes(state.get("config", {}), config_dict)
-        if changes:
-            say(f"[yellow]resuming with changed settings: {'; '.join(changes)}[/]")
-        say(f"resuming from {resume_path} at iteration {start_iter}")
+        if changed:
+            follows = any(runs.under(k, runs.SCHEDULE) for k in changed)
+            note = " (the learning rate follows the new schedule)" if follows else ""
+            say(f"[yellow]resuming with changed settings: {runs.describe(changed)}{note}[/]")
+        lr = optimizer.param_groups[0]["lr"]
+        say(f"resuming from {resume_path} at iteration {start_iter} (lr {lr:.3g})")
 
     # Data order: a DistributedSampler permutation per epoch, seeded by the run's seed.
     from huberkl.detect.data import collate_fn
@@ -460,6 +482,7 @@ def _train(cfg: DictConfig, out_dir: Path, on_iteration) -> TrainResult:
         collate_fn=collate_fn,
         drop_last=True,
         persistent_workers=d.workers > 0,
+        worker_init_fn=_ignore_stop_signals,
         generator=torch.Generator().manual_seed(seed),  # keeps the global RNG out of it
         pin_memory=info.device.type == "cuda",
     )
@@ -489,6 +512,7 @@ def _train(cfg: DictConfig, out_dir: Path, on_iteration) -> TrainResult:
                     "world_size": info.world_size,
                     "config": config_dict,
                     "categories": train_set.coco.dataset["categories"],  # names for predict
+                    "config_source": OmegaConf.to_container(cfg, resolve=False),
                 },
                 out_dir / CHECKPOINT,
             )
@@ -496,6 +520,7 @@ def _train(cfg: DictConfig, out_dir: Path, on_iteration) -> TrainResult:
     total = int(d.iters)
     it = start_iter
     status = "finished"
+    stop_sig = 0
     writer = None
     csv_file = None
     last_saved = start_iter if resume_path is not None else None
@@ -559,7 +584,8 @@ def _train(cfg: DictConfig, out_dir: Path, on_iteration) -> TrainResult:
                         )
                     if on_iteration is not None:
                         on_iteration(it, logged)
-                    stop_now = dist.any_rank(stop.signum > 0, info.device)
+                    stop_sig = dist.max_over_ranks(stop.signum, info.device)
+                    stop_now = stop_sig > 0
                     if stop_now or it == total or (d.ckpt_every and it % d.ckpt_every == 0):
                         save(it)
                         last_saved = it
@@ -595,7 +621,7 @@ def _train(cfg: DictConfig, out_dir: Path, on_iteration) -> TrainResult:
             f"AP {metrics['AP']:.3f}  AP50 {metrics['AP50']:.3f}  AP75 {metrics['AP75']:.3f}  "
             f"({seconds:.0f} s) -> {out_dir / METRICS}"
         )
-    return TrainResult(out_dir, it, status, metrics, seconds)
+    return TrainResult(out_dir, it, status, metrics, seconds, signal=stop_sig)
 
 
 def evaluate_checkpoint(
@@ -645,7 +671,7 @@ def _short(name: str, value: float) -> str:
 
 def _open_csv(path: Path, columns: list[str]):
     new = not path.is_file() or path.stat().st_size == 0
-    fh = path.open("a", newline="")
+    fh = path.open("a", newline="", encoding="utf-8")
     writer = csv.DictWriter(fh, fieldnames=columns, lineterminator="\n")
     if new:
         writer.writeheader()
@@ -659,6 +685,6 @@ def _truncate_csv(path: Path, iteration: int) -> None:
     if iteration == 0:
         path.unlink()
         return
-    lines = path.read_text().splitlines(keepends=True)
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     keep = lines[:1] + [ln for ln in lines[1:] if int(ln.split(",", 1)[0]) <= iteration]
-    path.write_text("".join(keep))
+    path.write_text("".join(keep), encoding="utf-8")

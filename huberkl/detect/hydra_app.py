@@ -34,11 +34,12 @@ def main(cfg: DictConfig) -> float | None:
     from hydra.core.hydra_config import HydraConfig
 
     from huberkl import config
-    from huberkl.detect import dist, engine
+    from huberkl.detect import dist, engine, runs
 
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
     if dist.from_env()[0] == 0:
+        runs.check_out_dir(cfg, out_dir)  # a job folder holding a run is not overwritten
         config.save_run(cfg, out_dir, "detect", list(hc.overrides.task))
     result = engine.train(cfg, out_dir)
     return result.metrics.get("AP")

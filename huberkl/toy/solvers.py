@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from huberkl.errors import InputError
+
 # Huber's proposal-2 constant: α0 = 1.345·σ̂ gives 95 % efficiency under Gaussian noise.
 # Used only for the robust starting point shared by every α of one label row.
 _START_ALPHA = 1.345
@@ -79,7 +81,7 @@ class Design:
         iu, ju = torch.triu_indices(k, k, device=A.device)
         chol, info = torch.linalg.cholesky_ex(A.T @ A)
         if int(info) != 0:
-            raise ValueError(
+            raise InputError(
                 f"design matrix is rank deficient (N={n}, K={k}); need K distinct points"
             )
         products = torch.cat([A[:, iu] * A[:, ju], A.new_ones(n, 1)], dim=1)
