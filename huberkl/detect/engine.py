@@ -236,11 +236,15 @@ def preset_of(cfg: DictConfig):
     return Preset.from_mapping(OmegaConf.to_container(cfg.params, resolve=True))
 
 
-def make_model(cfg: DictConfig, num_classes: int) -> torch.nn.Module:
-    """``build_model(detect.model, params preset, C)``; ``detect.model.weights`` loads a local file."""
+def make_model(cfg: DictConfig, num_classes: int, pretrained: bool = True) -> torch.nn.Module:
+    """``build_model(detect.model, params preset, C)``; ``pretrained=False`` skips the
+    ``weights``/``backbone_weights`` files when a checkpoint supplies every tensor anyway."""
     from huberkl.detect.models import build_model
 
-    return build_model(model_config(cfg), preset_of(cfg), num_classes)
+    model_cfg = model_config(cfg)
+    if not pretrained:
+        model_cfg = {**model_cfg, "weights": None, "backbone_weights": None}
+    return build_model(model_cfg, preset_of(cfg), num_classes)
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -635,7 +639,7 @@ def evaluate_checkpoint(
             state = ckpt.read_checkpoint(checkpoint)
             ensure_dataset(cfg.data, info)
             dataset = load_split(cfg.data, split, train=False)
-            model = make_model(cfg, int(dataset.num_classes))
+            model = make_model(cfg, int(dataset.num_classes), pretrained=False)
             arch = ckpt.architecture(model, int(dataset.num_classes))
             ckpt.check_architecture(checkpoint, state["arch"], arch)
             ckpt.load_model_state(model, state, checkpoint)
