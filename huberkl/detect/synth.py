@@ -281,9 +281,8 @@ def check_args(
         raise InputError(f"noise_model={noise_model!r}: allowed are {', '.join(NOISE_MODELS)}")
     allowed = NOISES if noise_model == "edges" else TARGET_NOISES
     if noise not in allowed:
-        raise InputError(
-            f"noise={noise!r}: allowed with noise_model={noise_model} are {', '.join(allowed)}"
-        )
+        model = "" if noise_model == "edges" else f" with noise_model={noise_model}"
+        raise InputError(f"noise={noise!r}: allowed{model} are {', '.join(allowed)}")
     if not (math.isfinite(args["noise_scale"]) and args["noise_scale"] >= 0):
         raise InputError(f"noise_scale={noise_scale}: must be a finite number >= 0")
     args["noise_model"] = noise_model
@@ -442,7 +441,9 @@ def _noisy_copy(train_anns: list[dict], args: dict, k: int) -> tuple[list[dict],
         "split": "train",
         "noise_model": model,
         "noise_family": noise,
-        "noise_scales": dict(zip(("x", "y", "w", "h"), scales if active else [0.0] * 4, strict=True)),
+        "noise_scales": dict(
+            zip(("x", "y", "w", "h"), scales if active else [0.0] * 4, strict=True)
+        ),
         "noise_description": describe_noise(args),
     }
     if args["copies"] > 1:
