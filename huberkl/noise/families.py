@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
-from scipy import integrate
+from scipy import integrate, special
 
 from huberkl.errors import InputError
 
@@ -285,3 +285,146 @@ __all__ = [
     "logpdf",
     "sample",
 ]
+
+
+# --------------------------------------------------------------------------- truncated fits
+# Matching keeps a pair only if its IoU reaches the threshold, which cuts off the tails of
+# the errors. Given the other three coordinates of a pair, the values of one coordinate that
+# keep it matched form an interval [lo, hi] (huberkl.noise.truncation); its error's law
+# conditional on being matched is the family's density renormalised to that interval, a
+# likelihood for each coordinate on its own (docs/NOISE.md, "Matching truncates").
+
+
+def _sf_logistic_diff(a: np.ndarray) -> np.ndarray:
+    """Upper tail of the unit logistic difference law at a >= 0: u(a − 1 + u)/(1 − u)², u = e^{−a}."""
+    u = np.exp(-a)
+    core = a + np.expm1(-a)  # a − 1 + e^{−a}
+    small = a < 0.1
+    s = a[small]
+    core[small] = s**2 / 2 - s**3 / 6 + s**4 / 24 - s**5 / 120 + s**6 / 720 - s**7 / 5040
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = u * core / np.expm1(-a) ** 2
+    return np.where(a == 0, 0.5, np.where(np.isinf(a), 0.0, out))
+
+
+_SF: dict[tuple[str, str], Callable[[np.ndarray], np.ndarray]] = {
+    ("gold", "laplace"): lambda a: 0.5 * np.exp(-a),
+    ("gold", "gaussian"): lambda a: special.ndtr(-a),
+    ("gold", "logistic"): lambda a: special.expit(-a),
+    ("gold", "cauchy"): lambda a: np.arctan2(1.0, a) / math.pi,
+    ("peer", "laplace"): lambda a: 0.25 * (2.0 + np.minimum(a, 1e300)) * np.exp(-a),
+    ("peer", "gaussian"): lambda a: special.ndtr(-a / math.sqrt(2.0)),
+    ("peer", "logistic"): _sf_logistic_diff,
+    ("peer", "cauchy"): lambda a: np.arctan2(2.0, a) / math.pi,
+}
+_DLOG_PDF[("gold", "laplace")] = lambda z: -np.sign(z)
+_DLOG_PDF[("gold", "gaussian")] = lambda z: -z
+_DLOG_PDF[("peer", "gaussian")] = lambda z: -0.5 * z
+
+
+def mass(za: np.ndarray, zb: np.ndarray, family: str, mode: str = "gold") -> np.ndarray:
+    """P(za <= Z <= zb) for the unit law, from upper tails only (accurate in both tails)."""
+    sf = _SF[(check_mode(mode), check_family(family))]
+    za, zb = np.broadcast_arrays(np.asarray(za, float), np.asarray(zb, float))
+    out = np.empty(za.shape)
+    right = za >= 0
+    left = zb <= 0
+    mid = ~right & ~left
+    out[right] = sf(za[right]) - sf(np.abs(zb[right]))
+    out[left] = sf(-zb[left]) - sf(np.abs(za[left]))
+    out[mid] = 1.0 - sf(-za[mid]) - sf(zb[mid])
+    return out
+
+
+def cdf(z: np.ndarray, family: str, mode: str = "gold") -> np.ndarray:
+    """CDF of the unit law (used by tests and the figure)."""
+    z = np.asarray(z, dtype=np.float64)
+    return mass(np.full(z.shape, -np.inf), z, family, mode)
+
+
+def _trunc_terms(
+    theta: np.ndarray, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, family: str, mode: str
+) -> tuple[float, np.ndarray]:
+    """−mean conditional log-likelihood and its gradient in (loc, log scale)."""
+    loc, s = theta[0], math.exp(theta[1])
+    g, dg = _LOG_PDF[(mode, family)], _DLOG_PDF[(mode, family)]
+    z, za, zb = (x - loc) / s, (lo - loc) / s, (hi - loc) / s
+    m = np.maximum(mass(za, zb, family, mode), 1e-300)
+    pa, pb = np.exp(g(za)), np.exp(g(zb))
+    with np.errstate(invalid="ignore"):
+        pza = np.where(np.isfinite(za), pa * za, 0.0)
+        pzb = np.where(np.isfinite(zb), pb * zb, 0.0)
+    d = dg(z)
+    value = -np.mean(g(z) - theta[1] - np.log(m))
+    grad_loc = -np.mean(-d / s + (pb - pa) / (s * m))
+    grad_log_s = -np.mean(-d * z - 1.0 + (pzb - pza) / m)
+    return float(value), np.array([grad_loc, grad_log_s])
+
+
+def fit_truncated(
+    x: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    family: str,
+    mode: str = "gold",
+    start: tuple[float, float] | None = None,
+) -> Fit:
+    """MLE of ``family`` for errors ``x`` each known to lie in its own ``[lo, hi]``.
+
+    The log-likelihood is the conditional one, Σ log f(x) − log P(lo <= X <= hi); with
+    infinite bounds it is the plain MLE of :func:`fit`.
+    """
+    from scipy.optimize import minimize
+
+    family, mode = check_family(family), check_mode(mode)
+    x, lo, hi = (np.asarray(v, dtype=np.float64).ravel() for v in (x, lo, hi))
+    if start is None:
+        loc0, s0 = fit_rows(x[None, :], family, mode)
+        start = (float(loc0[0]), float(s0[0]))
+    scale_unit = start[1]
+    # Work in units of the starting scale so that both parameters are O(1).
+    xs, los, his = x / scale_unit, lo / scale_unit, hi / scale_unit
+    theta0 = np.array([start[0] / scale_unit, 0.0])
+    res = minimize(
+        _trunc_terms,
+        theta0,
+        args=(xs, los, his, family, mode),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(None, None), (-30.0, 30.0)],
+        options={"maxiter": 500, "gtol": 1e-10, "ftol": 1e-14},
+    )
+    loc, scale = float(res.x[0]) * scale_unit, math.exp(float(res.x[1])) * scale_unit
+    z, za, zb = (x - loc) / scale, (lo - loc) / scale, (hi - loc) / scale
+    ll = float(
+        np.sum(_LOG_PDF[(mode, family)](z) - math.log(scale))
+        - np.sum(np.log(np.maximum(mass(za, zb, family, mode), 1e-300)))
+    )
+    return Fit(family, loc, scale, ll, len(x))
+
+
+def bootstrap_truncated_ci(
+    x: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    family: str,
+    mode: str,
+    estimate: Fit,
+    resamples: int = 100,
+    max_size: int = 2_000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """As :func:`bootstrap_ci`, for the truncated fit (each resample warm-started at the estimate)."""
+    n = len(x)
+    m = min(n, max_size)
+    rng = np.random.default_rng(seed)
+    scales = np.empty(resamples)
+    for b in range(resamples):
+        i = rng.integers(0, n, m)
+        f = fit_truncated(x[i], lo[i], hi[i], family, mode, (estimate.loc, estimate.scale))
+        scales[b] = f.scale
+    lo_q, hi_q = np.quantile(scales, [(1 - level) / 2, (1 + level) / 2])
+    shrink = math.sqrt(m / n)
+    e = estimate.scale
+    return float(e + shrink * (lo_q - e)), float(e + shrink * (hi_q - e))
