@@ -13,7 +13,7 @@ import typer
 
 from huberkl import __version__
 
-COMMANDS = ("losses", "interpret", "toy", "data", "detect", "report")
+COMMANDS = ("losses", "interpret", "toy", "data", "detect", "report", "noise")
 
 app = typer.Typer(
     name="huberkl",
