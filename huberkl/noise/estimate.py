@@ -17,6 +17,7 @@ from huberkl.errors import InputError
 from huberkl.noise import families as fam
 
 COORDS = ("x", "y", "w", "h")
+SUBSAMPLE = 50_000  # truncated fits start from a fit on this many errors
 FEW = 100  # below this many errors the interval is wide: a warning, not a refusal
 
 
@@ -75,22 +76,36 @@ def estimate_coordinate(
         raise InputError("the errors contain NaN or infinite values; remove them first")
     if np.ptp(x) == 0:
         raise InputError("all errors are equal: no spread to fit a scale to")
-    plain = fam.fit_all(x, mode)
+    big = lo is not None and hi is not None and len(x) > SUBSAMPLE
+    sub = np.random.default_rng(seed).choice(len(x), SUBSAMPLE, replace=False) if big else None
+    plain = fam.fit_all(x if sub is None else x[sub], mode)
     if lo is None or hi is None:
         chosen = fam.best(plain)
         ci = (math.nan, math.nan)
         if resamples:
             ci = fam.bootstrap_ci(x, chosen, mode, plain[chosen].scale, resamples, seed=seed)
         return CoordEstimate(chosen, plain[chosen].scale, ci, plain)
-    fits = {
-        f: fam.fit_truncated(x, lo, hi, f, mode, (plain[f].loc, plain[f].scale))
-        for f in fam.FAMILIES
-    }
+    fits = {}
+    for f in fam.FAMILIES:
+        start = (plain[f].loc, plain[f].scale)
+        fits[f] = (
+            fam.fit_truncated(x, lo, hi, f, mode, start)
+            if sub is None
+            else fam.fit_truncated(x[sub], lo[sub], hi[sub], f, mode, start)
+        )
+    if sub is not None:
+        # Families compared by the full sample's log-likelihood at each one's subsample
+        # optimum; only the chosen one is refitted on every error.
+        fits = {f: fam.truncated_loglik(x, lo, hi, fits[f], mode) for f in fam.FAMILIES}
+        chosen = fam.best(fits)
+        fits[chosen] = fam.fit_truncated(
+            x, lo, hi, chosen, mode, (fits[chosen].loc, fits[chosen].scale)
+        )
     chosen = fam.best(fits)
     ci = (math.nan, math.nan)
     if resamples:
         ci = fam.bootstrap_truncated_ci(
-            x, lo, hi, chosen, mode, fits[chosen], resamples=max(resamples // 2, 20), seed=seed
+            x, lo, hi, chosen, mode, fits[chosen], resamples=resamples, seed=seed
         )
     return CoordEstimate(chosen, fits[chosen].scale, ci, fits)
 
