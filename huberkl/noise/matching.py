@@ -126,10 +126,9 @@ def encode(boxes: np.ndarray, ref: np.ndarray) -> np.ndarray:
 
 def _group(a: Boxes, r: Boxes, common: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     """Group ids (image, category) of the boxes of both files on common images (−1 elsewhere)."""
-    keys = np.concatenate(
-        [np.stack([a.image, a.category], 1), np.stack([r.image, r.category], 1)]
-    ).reshape(-1, 2)
-    _, inv = np.unique(keys, axis=0, return_inverse=True)
+    _, img = np.unique(np.concatenate([a.image, r.image]), return_inverse=True)
+    cats, cat = np.unique(np.concatenate([a.category, r.category]), return_inverse=True)
+    _, inv = np.unique(img.ravel() * len(cats) + cat.ravel(), return_inverse=True)  # 1-D: fast
     inv = inv.ravel()
     ga, gr = inv[: len(a.image)].copy(), inv[len(a.image) :].copy()
     ga[~np.isin(a.image, common)] = -1
