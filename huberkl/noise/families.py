@@ -274,19 +274,6 @@ def logistic_diff_pdf0() -> float:
     return float(np.exp(_g_logistic_diff(np.array([0.0])))[0])
 
 
-__all__ = [
-    "FAMILIES",
-    "Fit",
-    "best",
-    "bootstrap_ci",
-    "fit",
-    "fit_all",
-    "fit_rows",
-    "logpdf",
-    "sample",
-]
-
-
 # --------------------------------------------------------------------------- truncated fits
 # Matching keeps a pair only if its IoU reaches the threshold, which cuts off the tails of
 # the errors. Given the other three coordinates of a pair, the values of one coordinate that

@@ -33,7 +33,8 @@ def plot_errors(result: dict[str, Any], path: Path) -> Path:
         ax = axes[i // cols][i % cols]
         x = errors[:, i]
         lo, hi = np.quantile(x, [0.005, 0.995])
-        ax.hist(x[(x >= lo) & (x <= hi)], bins=60, density=True, color="0.8", label="errors")
+        bins = int(np.clip(2 * np.sqrt(len(x)), 10, 60))
+        ax.hist(x[(x >= lo) & (x <= hi)], bins=bins, density=True, color="0.8", label="errors")
         grid = np.linspace(lo, hi, 400)
         info = result["coordinates"][c]
         for f in FAMILIES:

@@ -20,7 +20,7 @@ import numpy as np
 from huberkl.errors import InputError
 from huberkl.noise import estimate as est
 from huberkl.noise import settings as st
-from huberkl.noise.families import FAMILIES, check_family, check_mode
+from huberkl.noise.families import check_family, check_mode
 
 COORDS = est.COORDS
 
@@ -215,13 +215,3 @@ def write_outputs(
             (out_dir / "fragments.md").write_text("\n".join(frag_lines), encoding="utf-8")
             written["fragments"] = str(out_dir / "fragments.md")
     return written
-
-
-__all__ = [
-    "FAMILIES",
-    "from_annotations",
-    "from_iou_agreement",
-    "from_residuals",
-    "public",
-    "write_outputs",
-]
