@@ -163,3 +163,19 @@ def test_bad_family_and_mode():
     with pytest.raises(InputError, match="gold|peer"):
         fam.fit(np.arange(3.0), "laplace", "other")
     assert math.isfinite(fam.fit(np.arange(5.0), "cauchy").scale)
+
+
+@pytest.mark.parametrize(("family", "mode"), [("logistic", "gold"), ("laplace", "peer")])
+def test_vectorised_truncated_bootstrap_equals_refitting_each_resample(family, mode):
+    from huberkl.noise.truncation import intervals, iou_of_errors
+
+    rng = np.random.default_rng(6)
+    e = fam.sample(family, 0.12, (1500, 4), rng)
+    e = e[iou_of_errors(e) >= 0.5]
+    lo, hi = intervals(e, 0.5)
+    x, lo, hi = e[:, 0], lo[:, 0], hi[:, 0]
+    best = fam.fit_truncated(x, lo, hi, family, mode)
+    ci = fam.bootstrap_truncated_ci(x, lo, hi, family, mode, best, resamples=40, seed=3)
+    idx = np.random.default_rng(3).integers(0, len(x), size=(40, len(x)))  # the same resamples
+    scales = [fam.fit_truncated(x[i], lo[i], hi[i], family, mode).scale for i in idx]
+    assert ci == pytest.approx(tuple(np.quantile(scales, [0.025, 0.975])), rel=1e-5)
