@@ -61,7 +61,8 @@ def noise(
         str | None,
         _opt(
             "--pred-noise",
-            help="Prediction-noise scale(s) in anchor units instead (one, or x,y,w,h).",
+            help="Prediction-noise scales in anchor units instead (x,y,w,h; λ is shared, so "
+            "they must be proportional to the label noise).",
         ),
     ] = None,
     name: Annotated[
