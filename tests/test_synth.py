@@ -306,3 +306,41 @@ def test_edges_default_keeps_the_boxes_and_adds_the_model_keys(sets):
 def test_bad_targets_arguments(kwargs, needle):
     with pytest.raises(InputError, match=needle):
         synth.check_args(**kwargs)
+
+
+def test_cli_synth_targets_model_and_copies(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "set"
+    args = [
+        "data",
+        "synth",
+        "--out",
+        str(out),
+        "--images",
+        "3",
+        "--val-images",
+        "2",
+        "--size",
+        "64",
+    ]
+    args += [
+        "--noise",
+        "cauchy",
+        "--noise-model",
+        "targets",
+        "--noise-scales",
+        "0.02,0.03,0.04,0.05",
+    ]
+    code, _, err = _main(monkeypatch, capsys, *args, "--copies", "2")
+    assert code == 0, err
+    info = _ann(out / "annotations" / "instances_train_copy2.json")["info"]
+    assert info["noise_model"] == "targets" and info["noise_family"] == "cauchy"
+    assert info["noise_scales"] == {"x": 0.02, "y": 0.03, "w": 0.04, "h": 0.05}
+    assert "noise_model: targets" in (out / "config.yaml").read_text(encoding="utf-8")
+
+
+def test_default_synth_config_is_unchanged_by_the_optional_keys():
+    """The reproduction's cache keys hash the resolved config: the new keys stay optional."""
+    from huberkl import config
+
+    synth_cfg = config.compose([]).data.synth
+    assert set(synth_cfg) == {"images", "val_images", "size", "seed", "noise", "noise_scale"}

@@ -66,13 +66,19 @@ def synth(
             ("seed", seed),
             ("noise", noise),
             ("noise_scale", noise_scale),
-            ("noise_model", noise_model),
-            ("copies", copies),
         )
         if value is not None
     ]
-    if noise_scales is not None:
-        extra.append(f"data.synth.noise_scales=[{noise_scales}]")
+    # Keys that conf/data/synth.yaml leaves out (so default configs hash as before): added.
+    extra += [
+        f"+data.synth.{key}={value}"
+        for key, value in (
+            ("noise_model", noise_model),
+            ("copies", copies),
+            ("noise_scales", None if noise_scales is None else f"[{noise_scales}]"),
+        )
+        if value is not None
+    ]
     run_cfg, _ = setup("data", overrides, False, extra=extra, writes=False)
 
     from omegaconf import OmegaConf
