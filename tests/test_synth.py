@@ -344,3 +344,14 @@ def test_default_synth_config_is_unchanged_by_the_optional_keys():
 
     synth_cfg = config.compose([]).data.synth
     assert set(synth_cfg) == {"images", "val_images", "size", "seed", "noise", "noise_scale"}
+
+
+def test_ensure_synthesized_reuses_a_matching_targets_set(tmp_path):
+    kw = dict(images=3, val_images=2, size=64, seed=0, noise="logistic", noise_scale=0.05)
+    kw |= dict(noise_model="targets", noise_scales=[0.05, 0.05, 0.1, 0.1])
+    paths = synth.ensure_synthesized(tmp_path, **kw)
+    stamp = paths["train_ann"].stat().st_mtime_ns
+    synth.ensure_synthesized(tmp_path, **kw)
+    assert paths["train_ann"].stat().st_mtime_ns == stamp
+    synth.ensure_synthesized(tmp_path, **{**kw, "noise_scales": [0.05, 0.05, 0.2, 0.2]})
+    assert _ann(paths["train_ann"])["info"]["noise_scales"]["w"] == 0.2

@@ -75,7 +75,10 @@ def estimate_coordinate(
     if not np.isfinite(x).all():
         raise InputError("the errors contain NaN or infinite values; remove them first")
     if np.ptp(x) == 0:
-        raise InputError("all errors are equal: no spread to fit a scale to")
+        raise InputError(
+            f"all {len(x)} errors are equal ({x[0]:g}): no spread to fit a scale to "
+            "(are the two files the same annotation?)"
+        )
     big = lo is not None and hi is not None and len(x) > SUBSAMPLE
     sub = np.random.default_rng(seed).choice(len(x), SUBSAMPLE, replace=False) if big else None
     plain = fam.fit_all(x if sub is None else x[sub], mode)
