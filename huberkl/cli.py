@@ -16,7 +16,7 @@ import typer
 from huberkl import __version__
 from huberkl.errors import InputError
 
-COMMANDS = ("losses", "interpret", "toy", "data", "detect", "report")
+COMMANDS = ("losses", "interpret", "toy", "data", "detect", "report", "noise")
 
 app = typer.Typer(
     name="huberkl",

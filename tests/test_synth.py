@@ -227,3 +227,131 @@ def test_cli_synth_bad_noise_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
         "error: noise='cauchy': allowed are laplace, gaussian, none"
     ]
     assert not (tmp_path / "x").exists()
+
+
+# --------------------------------------------------------------------------- targets model
+
+
+@pytest.mark.parametrize("family", ["laplace", "gaussian", "logistic", "cauchy"])
+def test_perturb_targets_injects_exactly_the_coded_noise(family):
+    from huberkl.noise.families import fit
+    from huberkl.noise.matching import encode
+
+    rng = np.random.default_rng(5)
+    n = 20000
+    clean = np.column_stack([
+        rng.uniform(0, 100, n), rng.uniform(0, 100, n), rng.uniform(5, 50, n), rng.uniform(5, 50, n)
+    ])  # fmt: skip
+    scales = (0.02, 0.04, 0.06, 0.08)
+    noisy, redrawn = synth.perturb_targets(clean, family, scales, np.random.default_rng(9))
+    # the same draws, by hand: the coded error of the noisy box is exactly s·e, except for
+    # the (Cauchy-only) boxes redrawn because a size would not be a finite double
+    e = synth._draw(family, (n, 4), np.random.default_rng(9)) * np.array(scales)
+    kept = np.abs(e[:, 2:]).max(axis=1) < synth.MAX_LOG_FACTOR
+    assert redrawn == n - kept.sum() and (redrawn == 0 or family == "cauchy")
+    # xywh storage: the centre is recovered as x + w/2, to rounding relative to the new size
+    tol = 1e-12 * (1 + np.exp(np.minimum(np.abs(e[:, 2:]), 700)).max(axis=1, keepdims=True))
+    assert (np.abs(encode(noisy, clean) - e)[kept] <= tol[kept]).all()
+    for j, s in enumerate(scales):  # and it has the family's scipy.stats scale
+        assert fit(encode(noisy, clean)[:, j], family).scale == pytest.approx(s, rel=0.05)
+
+
+def test_perturb_targets_redraws_only_unrepresentable_sizes():
+    boxes = np.tile([10.0, 10.0, 20.0, 20.0], (200000, 1))
+    noisy, redrawn = synth.perturb_targets(boxes, "cauchy", (0.5,) * 4, np.random.default_rng(0))
+    # P(|0.5·e| >= 700) = 2/π·atan(0.5/700) per size coordinate: ~180 of 200000 boxes
+    assert 100 < redrawn < 300
+    assert np.isfinite(noisy).all() and (noisy[:, 2:] > 0).all()
+    assert (noisy[:, 0] < 0).any() and (noisy[:, 0] + noisy[:, 2] > 1000).any()  # not clipped
+
+
+def test_targets_set_records_its_noise_and_copies(tmp_path):
+    kw = dict(images=6, val_images=2, size=64, seed=1)
+    paths = synth.synthesize(
+        tmp_path, noise="logistic", noise_model="targets", noise_scales="0.05,0.05,0.1,0.1",
+        copies=3, **kw,
+    )  # fmt: skip
+    first, third = _ann(paths["train_ann"]), _ann(paths["train_ann_copy3"])
+    info = first["info"]
+    assert info["noise_model"] == "targets" and info["noise_family"] == "logistic"
+    assert info["noise_scales"] == {"x": 0.05, "y": 0.05, "w": 0.1, "h": 0.1}
+    assert info["noise"] == "logistic" and info["noise_scale"] == 0.05
+    assert "no clipping" in info["noise_description"] and info["noise_redrawn"] == 0
+    assert third["info"]["copy"] == 3 and third["images"] == first["images"]
+    assert [a["id"] for a in third["annotations"]] == [a["id"] for a in first["annotations"]]
+    assert not np.allclose(_boxes(first), _boxes(third))  # independent copies
+
+
+def test_edges_default_keeps_the_boxes_and_adds_the_model_keys(sets):
+    data = _ann(sets["laplace"]["train_ann"])
+    info = data["info"]
+    assert info["noise_model"] == "edges" and info["noise_family"] == "laplace"
+    assert info["noise_scales"] == dict.fromkeys("xywh", 0.1)
+    clean = _boxes(_ann(sets["laplace"]["train_clean_ann"]))
+    rng = np.random.default_rng(np.random.SeedSequence(3, spawn_key=(synth._NOISE_KEY,)))
+    moved = synth.perturb_boxes(clean, "laplace", 0.1, rng, 96, 96)
+    np.testing.assert_array_equal(_boxes(data), np.round(moved, 3))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"noise_model": "corners"}, "noise_model='corners'"),
+        ({"noise": "cauchy"}, "allowed are laplace, gaussian, none"),
+        ({"noise_model": "targets", "noise_scales": "1,2"}, "give 4 numbers"),
+        ({"noise_scales": "1,1,1,1"}, "needs noise_model=targets"),
+        ({"copies": 0}, "copies=0"),
+    ],
+)
+def test_bad_targets_arguments(kwargs, needle):
+    with pytest.raises(InputError, match=needle):
+        synth.check_args(**kwargs)
+
+
+def test_cli_synth_targets_model_and_copies(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "set"
+    args = [
+        "data",
+        "synth",
+        "--out",
+        str(out),
+        "--images",
+        "3",
+        "--val-images",
+        "2",
+        "--size",
+        "64",
+    ]
+    args += [
+        "--noise",
+        "cauchy",
+        "--noise-model",
+        "targets",
+        "--noise-scales",
+        "0.02,0.03,0.04,0.05",
+    ]
+    code, _, err = _main(monkeypatch, capsys, *args, "--copies", "2")
+    assert code == 0, err
+    info = _ann(out / "annotations" / "instances_train_copy2.json")["info"]
+    assert info["noise_model"] == "targets" and info["noise_family"] == "cauchy"
+    assert info["noise_scales"] == {"x": 0.02, "y": 0.03, "w": 0.04, "h": 0.05}
+    assert "noise_model: targets" in (out / "config.yaml").read_text(encoding="utf-8")
+
+
+def test_default_synth_config_is_unchanged_by_the_optional_keys():
+    """The reproduction's cache keys hash the resolved config: the new keys stay optional."""
+    from huberkl import config
+
+    synth_cfg = config.compose([]).data.synth
+    assert set(synth_cfg) == {"images", "val_images", "size", "seed", "noise", "noise_scale"}
+
+
+def test_ensure_synthesized_reuses_a_matching_targets_set(tmp_path):
+    kw = dict(images=3, val_images=2, size=64, seed=0, noise="logistic", noise_scale=0.05)
+    kw |= dict(noise_model="targets", noise_scales=[0.05, 0.05, 0.1, 0.1])
+    paths = synth.ensure_synthesized(tmp_path, **kw)
+    stamp = paths["train_ann"].stat().st_mtime_ns
+    synth.ensure_synthesized(tmp_path, **kw)
+    assert paths["train_ann"].stat().st_mtime_ns == stamp
+    synth.ensure_synthesized(tmp_path, **{**kw, "noise_scales": [0.05, 0.05, 0.2, 0.2]})
+    assert _ann(paths["train_ann"])["info"]["noise_scales"]["w"] == 0.2

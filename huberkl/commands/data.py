@@ -36,6 +36,21 @@ def synth(
     noise_scale: Annotated[
         float | None, _opt("--noise-scale", "Edge-move scale, times box width/height.")
     ] = None,
+    noise_model: Annotated[
+        str | None,
+        _opt(
+            "--noise-model",
+            "edges: move box edges (default) | targets: move (x_c, y_c, log w, log h), "
+            "families laplace, gaussian, logistic, cauchy.",
+        ),
+    ] = None,
+    noise_scales: Annotated[
+        str | None,
+        _opt("--noise-scales", "targets: per-coordinate scales x,y,w,h (e.g. 0.05,0.05,0.1,0.1)."),
+    ] = None,
+    copies: Annotated[
+        int | None, _opt("--copies", "Independent noisy copies of the train annotations.")
+    ] = None,
     cfg: CfgFlag = False,
     overrides: Overrides = None,
 ) -> None:
@@ -52,6 +67,16 @@ def synth(
             ("seed", seed),
             ("noise", noise),
             ("noise_scale", noise_scale),
+        )
+        if value is not None
+    ]
+    # Keys that conf/data/synth.yaml leaves out (so default configs hash as before): added.
+    extra += [
+        f"+data.synth.{key}={value}"
+        for key, value in (
+            ("noise_model", noise_model),
+            ("copies", copies),
+            ("noise_scales", None if noise_scales is None else f"[{noise_scales}]"),
         )
         if value is not None
     ]

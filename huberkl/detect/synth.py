@@ -38,6 +38,11 @@ CLASSES = ("rectangle", "ellipse", "triangle", "cross", "star")
 HUES = (0.0, 0.15, 0.35, 0.6, 0.82)
 HUE_JITTER = 0.035
 NOISES = ("laplace", "gaussian", "none")
+NOISE_MODELS = ("edges", "targets")  # per-edge moves (the original model) | the paper's targets
+TARGET_NOISES = ("laplace", "gaussian", "logistic", "cauchy", "none")
+# A target draw whose noisy width or height is not a positive finite double is redrawn; with
+# |log factor| < this bound every w·exp(e) is one (exp(±700) is within float64's range).
+MAX_LOG_FACTOR = 700.0
 MIN_VISIBLE = 0.6  # an occluded shape keeps at least this fraction of its pixels
 MAX_OBJECTS = 6
 _SPLIT_KEY = {"train": 0, "val": 1}
@@ -192,6 +197,48 @@ def perturb_boxes(
     return np.stack([x0, y0, x1 - x0, y1 - y0], axis=1)
 
 
+def _draw(family: str, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Unit-scale draws of ``family`` (scipy.stats' scale 1: laplace, norm, logistic, cauchy)."""
+    if family == "laplace":
+        return rng.laplace(0.0, 1.0, size)
+    if family == "gaussian":
+        return rng.normal(0.0, 1.0, size)
+    if family == "logistic":
+        return rng.logistic(0.0, 1.0, size)
+    return rng.standard_cauchy(size)
+
+
+def perturb_targets(
+    boxes: np.ndarray,
+    family: str,
+    scales: tuple[float, float, float, float],
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, int]:
+    """Perturb each box's (x_c, y_c, log w, log h) by independent noise of ``family``.
+
+    ``x_c += s_x·w·e_x``, ``y_c += s_y·h·e_y``, ``w *= exp(s_w·e_w)``, ``h *= exp(s_h·e_h)``:
+    the error of the noisy box coded against the clean one (docs/NOISE.md, "Target
+    parametrisation") is exactly ``s·e``. Nothing is clipped (a box may extend past the
+    image). The only rejection: a box whose ``s_w·e_w`` or ``s_h·e_h`` reaches
+    :data:`MAX_LOG_FACTOR` in magnitude (its size would not be a positive finite double)
+    gets its four draws redrawn; returns ``(boxes, number of boxes redrawn)``.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    s = np.asarray(scales, dtype=np.float64)
+    e = _draw(family, (len(boxes), 4), rng) * s
+    redrawn = 0
+    while True:
+        bad = np.flatnonzero(np.abs(e[:, 2:]).max(axis=1) >= MAX_LOG_FACTOR) if len(e) else []
+        if len(bad) == 0:
+            break
+        redrawn += len(bad)
+        e[bad] = _draw(family, (len(bad), 4), rng) * s
+    x, y, w, h = boxes.T
+    nw, nh = w * np.exp(e[:, 2]), h * np.exp(e[:, 3])
+    cx, cy = x + 0.5 * w + w * e[:, 0], y + 0.5 * h + h * e[:, 1]
+    return np.stack([cx - 0.5 * nw, cy - 0.5 * nh, nw, nh], axis=1), redrawn
+
+
 def _number(name: str, value: object, kind: type) -> int | float:
     try:
         if isinstance(value, bool) or (kind is int and float(value) != int(float(value))):
@@ -210,6 +257,9 @@ def check_args(
     noise: object = "none",
     noise_scale: object = 0.05,
     val_images: object = 200,
+    noise_model: object = "edges",
+    noise_scales: object = None,
+    copies: object = 1,
     **_: object,
 ) -> dict:
     """The arguments of :func:`synthesize`, converted and checked (InputError names the value)."""
@@ -227,11 +277,35 @@ def check_args(
         raise InputError(f"val_images={val_images}: need at least 1 val image")
     if args["size"] < 32:
         raise InputError(f"size={size}: images must be at least 32 px")
-    if noise not in NOISES:
-        raise InputError(f"noise={noise!r}: allowed are {', '.join(NOISES)}")
+    if noise_model not in NOISE_MODELS:
+        raise InputError(f"noise_model={noise_model!r}: allowed are {', '.join(NOISE_MODELS)}")
+    allowed = NOISES if noise_model == "edges" else TARGET_NOISES
+    if noise not in allowed:
+        model = "" if noise_model == "edges" else f" with noise_model={noise_model}"
+        raise InputError(f"noise={noise!r}: allowed{model} are {', '.join(allowed)}")
     if not (math.isfinite(args["noise_scale"]) and args["noise_scale"] >= 0):
         raise InputError(f"noise_scale={noise_scale}: must be a finite number >= 0")
+    args["noise_model"] = noise_model
+    args["noise_scales"] = _scales(noise_scales, args["noise_scale"], noise_model)
+    args["copies"] = _number("copies", copies, int)
+    if args["copies"] < 1:
+        raise InputError(f"copies={copies}: need at least 1 noisy copy")
     return args
+
+
+def _scales(value: object, scale: float, model: str) -> list[float]:
+    """Per-coordinate scales (x, y, w, h): ``value`` if given (4 numbers), else ``scale`` × 4."""
+    if value is None:
+        return [scale] * 4
+    if model != "targets":
+        raise InputError("noise_scales needs noise_model=targets (the edge model has one scale)")
+    items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[arg-type]
+    if len(items) != 4:
+        raise InputError(f"noise_scales={value!r}: give 4 numbers x,y,w,h")
+    out = [float(_number("noise_scales", v, float)) for v in items]
+    if not all(math.isfinite(v) and v >= 0 for v in out):
+        raise InputError(f"noise_scales={value!r}: must be finite numbers >= 0")
+    return out
 
 
 def _coco(info: dict, images: list[dict], anns: list[dict]) -> dict:
@@ -265,17 +339,23 @@ def synthesize(
     noise_scale: float = 0.05,
     val_images: int = 200,
     progress: Callable[[int], None] | None = None,
+    noise_model: str = "edges",
+    noise_scales: object = None,
+    copies: int = 1,
 ) -> dict[str, Path]:
     """Write the synthetic set to ``out_dir``; returns its paths.
 
     Keys: ``root, train_images, val_images, train_ann, val_ann, train_clean_ann``. Images
     depend only on ``(seed, split, index)`` and the noise on ``seed``, so the same
     arguments give bit-identical files and changing ``noise`` keeps the same images.
-    ``progress(n)`` is called after every ``n`` images written.
+    ``progress(n)`` is called after every ``n`` images written. ``copies`` > 1 also writes
+    ``instances_train_copy<k>.json`` for k = 2..copies: independent noisy annotations of
+    the same train images (copy 1 is ``instances_train.json``).
     """
-    args = check_args(images, size, seed, noise, noise_scale, val_images)
+    args = check_args(
+        images, size, seed, noise, noise_scale, val_images, noise_model, noise_scales, copies
+    )
     images, size, seed, val_images = args["images"], args["size"], args["seed"], args["val_images"]
-    noise_scale = args["noise_scale"]
     paths = layout(out_dir)
     for key in ("train_images", "val_images"):
         paths[key].mkdir(parents=True, exist_ok=True)
@@ -319,19 +399,75 @@ def synthesize(
     _write_ann(
         paths["train_clean_ann"], _coco({**clean_info, "split": "train"}, train_rows, train_anns)
     )
-    noisy_anns = train_anns
-    if noise != "none" and noise_scale > 0:
-        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_NOISE_KEY,)))
-        boxes = np.array([a["bbox"] for a in train_anns], dtype=np.float64).reshape(-1, 4)
-        moved = perturb_boxes(boxes, noise, noise_scale, rng, size, size)
-        noisy_anns = []
-        for ann, box in zip(train_anns, moved, strict=True):
-            bbox = [round(float(v), 3) for v in box]
-            noisy_anns.append({**ann, "bbox": bbox, "area": round(bbox[2] * bbox[3], 3)})
-    scale = noise_scale if noise != "none" else 0.0
-    noisy_info = {**info, "noise": noise, "noise_scale": scale, "split": "train"}
-    _write_ann(paths["train_ann"], _coco(noisy_info, train_rows, noisy_anns))
+    for k in range(1, args["copies"] + 1):
+        noisy_anns, noisy_info = _noisy_copy(train_anns, args, k)
+        path = paths["train_ann"] if k == 1 else copy_path(paths, k)
+        _write_ann(path, _coco({**info, **noisy_info}, train_rows, noisy_anns))
+        if k > 1:
+            paths[f"train_ann_copy{k}"] = path
     return paths
+
+
+def copy_path(paths: dict[str, Path], k: int) -> Path:
+    """Where noisy copy ``k`` >= 2 of the train annotations is written."""
+    return paths["train_ann"].with_name(f"instances_train_copy{k}.json")
+
+
+def describe_noise(args: dict) -> str:
+    """One sentence that states the injected noise exactly (recorded in ``info``)."""
+    noise, model, s = args["noise"], args["noise_model"], args["noise_scales"]
+    if noise == "none" or max(s) == 0:
+        return "none: the train boxes are the exact boxes"
+    if model == "edges":
+        return (
+            f"edges: every box edge moves independently by {noise} noise of scale "
+            f"{s[0]}·w (x edges) or {s[0]}·h (y edges); edges clipped to the image, crossed edges swapped"
+        )
+    return (
+        f"targets: (x_c, y_c, log w, log h) of every box move by independent {noise} noise "
+        f"(scipy.stats scale) {s[0]}·w, {s[1]}·h, {s[2]}, {s[3]}; no clipping (boxes may "
+        f"extend past the image); a box whose |log w or log h move| >= {MAX_LOG_FACTOR:g} "
+        "is redrawn (count in noise_redrawn)"
+    )
+
+
+def _noisy_copy(train_anns: list[dict], args: dict, k: int) -> tuple[list[dict], dict]:
+    """Noisy copy ``k`` of the train annotations and the ``info`` keys that describe it."""
+    noise, model, scales = args["noise"], args["noise_model"], args["noise_scales"]
+    active = noise != "none" and max(scales) > 0
+    out = {
+        "noise": noise,
+        "noise_scale": args["noise_scale"] if noise != "none" else 0.0,
+        "split": "train",
+        "noise_model": model,
+        "noise_family": noise,
+        "noise_scales": dict(
+            zip(("x", "y", "w", "h"), scales if active else [0.0] * 4, strict=True)
+        ),
+        "noise_description": describe_noise(args),
+    }
+    if args["copies"] > 1:
+        out["copy"] = k
+        out["copies"] = args["copies"]
+    if not active:
+        return train_anns, out
+    key = (_NOISE_KEY,) if k == 1 else (_NOISE_KEY, k)  # copy 1 keeps the original stream
+    rng = np.random.default_rng(np.random.SeedSequence(args["seed"], spawn_key=key))
+    boxes = np.array([a["bbox"] for a in train_anns], dtype=np.float64).reshape(-1, 4)
+    size = args["size"]
+    if model == "edges":
+        moved = perturb_boxes(boxes, noise, args["noise_scale"], rng, size, size)
+        rows = [[round(float(v), 3) for v in box] for box in moved]
+        anns = [
+            {**a, "bbox": b, "area": round(b[2] * b[3], 3)}
+            for a, b in zip(train_anns, rows, strict=True)
+        ]
+        return anns, out
+    moved, redrawn = perturb_targets(boxes, noise, tuple(scales), rng)
+    out["noise_redrawn"] = redrawn
+    rows = [[float(v) for v in box] for box in moved]  # full precision: the noise is exact
+    anns = [{**a, "bbox": b, "area": b[2] * b[3]} for a, b in zip(train_anns, rows, strict=True)]
+    return anns, out
 
 
 def ensure_synthesized(out_dir: str | Path, **kwargs) -> dict[str, Path]:
@@ -349,6 +485,14 @@ def ensure_synthesized(out_dir: str | Path, **kwargs) -> dict[str, Path]:
             info = {}
         want = {k: args[k] for k in ("images", "size", "seed", "val_images", "noise")}
         scale = args["noise_scale"] if args["noise"] != "none" else 0.0
-        if all(info.get(k) == v for k, v in want.items()) and info.get("noise_scale") == scale:
+        model_ok = info.get("noise_model", "edges") == args["noise_model"] and (
+            args["noise_model"] == "edges"
+            or list(info.get("noise_scales", {}).values()) == args["noise_scales"]
+        )
+        copies_ok = all(copy_path(paths, k).is_file() for k in range(2, args["copies"] + 1))
+        same = all(info.get(k) == v for k, v in want.items()) and info.get("noise_scale") == scale
+        if same and model_ok and copies_ok:
             return paths
+    if args["noise_model"] == "edges":
+        args["noise_scales"] = None  # the edge model has one scale, noise_scale
     return synthesize(out_dir, progress=kwargs.get("progress"), **args)
