@@ -179,16 +179,6 @@ def test_bad_arguments_raise_one_line(tmp_path, kwargs, needle):
     assert not (tmp_path / "x").exists()
 
 
-def test_ensure_synthesized_reuses_a_matching_set(tmp_path):
-    kw = dict(images=3, val_images=2, size=64, seed=0, noise="gaussian", noise_scale=0.2)
-    paths = synth.ensure_synthesized(tmp_path, **kw)
-    stamp = paths["train_ann"].stat().st_mtime_ns
-    assert synth.ensure_synthesized(tmp_path, **kw) == paths
-    assert paths["train_ann"].stat().st_mtime_ns == stamp
-    synth.ensure_synthesized(tmp_path, **{**kw, "noise_scale": 0.3})
-    assert _ann(paths["train_ann"])["info"]["noise_scale"] == 0.3
-
-
 def test_cli_synth_writes_the_set_and_its_config(tmp_path, monkeypatch, capsys):
     out = tmp_path / "set"
     args = ["data", "synth", "--out", str(out), "--images", "3", "--val-images", "2"]
@@ -346,12 +336,19 @@ def test_default_synth_config_is_unchanged_by_the_optional_keys():
     assert set(synth_cfg) == {"images", "val_images", "size", "seed", "noise", "noise_scale"}
 
 
-def test_ensure_synthesized_reuses_a_matching_targets_set(tmp_path):
-    kw = dict(images=3, val_images=2, size=64, seed=0, noise="logistic", noise_scale=0.05)
-    kw |= dict(noise_model="targets", noise_scales=[0.05, 0.05, 0.1, 0.1])
-    paths = synth.ensure_synthesized(tmp_path, **kw)
-    stamp = paths["train_ann"].stat().st_mtime_ns
-    synth.ensure_synthesized(tmp_path, **kw)
-    assert paths["train_ann"].stat().st_mtime_ns == stamp
-    synth.ensure_synthesized(tmp_path, **{**kw, "noise_scales": [0.05, 0.05, 0.2, 0.2]})
-    assert _ann(paths["train_ann"])["info"]["noise_scales"]["w"] == 0.2
+def test_cli_synth_never_overwrites_a_set_without_force(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "set"
+    base = ["data", "synth", "--out", str(out), "--images", "3", "--val-images", "2"]
+    base += ["--size", "64", "--noise", "laplace", "--noise-scale", "0.2"]
+    code, _, err = _main(monkeypatch, capsys, *base)
+    assert code == 0, err
+    train = out / "annotations" / "instances_train.json"
+    before = train.read_bytes()
+    again = [*base[:-2], "--noise-scale", "0.05"]
+    code, _, err = _main(monkeypatch, capsys, *again)
+    assert code == 2 and "already holds a set" in err and "noise_scale=0.2" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert train.read_bytes() == before
+    code, _, err = _main(monkeypatch, capsys, *again, "--force")
+    assert code == 0, err
+    assert _ann(train)["info"]["noise_scale"] == 0.05

@@ -51,6 +51,9 @@ def synth(
     copies: Annotated[
         int | None, _opt("--copies", "Independent noisy copies of the train annotations.")
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite a set already in --out.")
+    ] = False,
     cfg: CfgFlag = False,
     overrides: Overrides = None,
 ) -> None:
@@ -99,10 +102,12 @@ def synth(
     from rich.progress import Progress
     from rich.table import Table
 
+    from huberkl.detect.sets import check_new_set
     from huberkl.detect.synth import check_args, synthesize
 
     kwargs = OmegaConf.to_container(run_cfg.data.synth, resolve=True)
     check_args(**kwargs)  # before making any folder
+    check_new_set(run_cfg.data.root, force)
     total = int(kwargs["images"]) + int(kwargs["val_images"])
     root = config.run_dir("data", run_cfg.data.root)
     with Progress(transient=True) as progress:

@@ -85,6 +85,25 @@ def _check_empty(root: Path) -> None:
         )
 
 
+def check_new_set(root: str | Path, force: bool = False) -> None:
+    """Refuse to write a set where one is already (``huberkl data synth`` without ``--force``).
+
+    A user's noisy set is data: overwriting it by re-running a command with other arguments
+    loses it. Files that are not part of a set (``stdout.txt`` of a reproduction step) are
+    left alone and do not count.
+    """
+    from huberkl.detect.synth import layout
+
+    paths = layout(root)
+    held = [p for p in (paths["train_ann"], paths["val_ann"]) if p.is_file()]
+    if held and not force:
+        info = read_info(held[0])
+        raise InputError(
+            f"--out {paths['root']} already holds a set ({describe_noise(info)}); "
+            "give a new folder, or --force to overwrite it"
+        )
+
+
 def ensure_dataset(data_cfg: DictConfig, say: Callable[[str], None] | None = None) -> dict:
     """Make sure the data of ``data_cfg`` is on disk; return what will be read (for run.json).
 

@@ -468,31 +468,3 @@ def _noisy_copy(train_anns: list[dict], args: dict, k: int) -> tuple[list[dict],
     rows = [[float(v) for v in box] for box in moved]  # full precision: the noise is exact
     anns = [{**a, "bbox": b, "area": b[2] * b[3]} for a, b in zip(train_anns, rows, strict=True)]
     return anns, out
-
-
-def ensure_synthesized(out_dir: str | Path, **kwargs) -> dict[str, Path]:
-    """Synthesize into ``out_dir`` unless a set made with the same arguments is already there.
-
-    For the trainer: ``ensure_synthesized(cfg.data.root, **cfg.data.synth)``.
-    """
-    args = check_args(**kwargs)
-    paths = layout(out_dir)
-    ann = paths["train_ann"]
-    if ann.is_file() and paths["val_ann"].is_file():
-        try:
-            info = json.loads(ann.read_text()).get("info", {})
-        except (json.JSONDecodeError, OSError):
-            info = {}
-        want = {k: args[k] for k in ("images", "size", "seed", "val_images", "noise")}
-        scale = args["noise_scale"] if args["noise"] != "none" else 0.0
-        model_ok = info.get("noise_model", "edges") == args["noise_model"] and (
-            args["noise_model"] == "edges"
-            or list(info.get("noise_scales", {}).values()) == args["noise_scales"]
-        )
-        copies_ok = all(copy_path(paths, k).is_file() for k in range(2, args["copies"] + 1))
-        same = all(info.get(k) == v for k, v in want.items()) and info.get("noise_scale") == scale
-        if same and model_ok and copies_ok:
-            return paths
-    if args["noise_model"] == "edges":
-        args["noise_scales"] = None  # the edge model has one scale, noise_scale
-    return synthesize(out_dir, progress=kwargs.get("progress"), **args)
