@@ -22,7 +22,6 @@ Layout (COCO)::
 from __future__ import annotations
 
 import colorsys
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
