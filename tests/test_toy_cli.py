@@ -59,7 +59,7 @@ def test_library_run_writes_every_output(tmp_path):
     fit = pd.read_csv(out / "fit.csv")
     assert {"slope", "intercept", "r2", "theory_slope"} <= set(fit.columns) and len(fit) == 6
     assert summary["fits"]["exact"] >= 3 * 3 * 9 * 3 and summary["fits"]["gd"] == 3 * 3 * 9 * 3 * 2
-    assert json.loads((out / "summary.json").read_text())["device"] == "cpu"
+    assert json.loads((out / "summary.json").read_text(encoding="utf-8"))["device"] == "cpu"
     assert spec.n_fits == summary["fits"]["exact"] + summary["fits"]["gd"]
 
 
@@ -79,7 +79,7 @@ def test_cli_writes_outputs_and_prints_the_fit_table(monkeypatch, capsys, tmp_pa
     )
     assert code == 0, err
     assert "cauchy" in out and "logistic" in out and "laplace" not in out
-    saved = (Path("o") / "config.yaml").read_text()  # the options became overrides
+    saved = (Path("o") / "config.yaml").read_text(encoding="utf-8")  # the options became overrides
     assert "- cauchy" in saved and "- laplace" not in saved
     assert set(pd.read_csv("o/optimal.csv")["noise"]) == {"cauchy", "logistic"}
 
