@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -84,6 +85,21 @@ def test_cli_writes_outputs_and_prints_the_fit_table(monkeypatch, capsys, tmp_pa
     assert set(pd.read_csv("o/optimal.csv")["noise"]) == {"cauchy", "logistic"}
 
 
+def test_threads_come_from_the_config_never_the_load_average(monkeypatch, capsys):
+    def no_load_average():
+        raise AssertionError("the toy must not read the load average")
+
+    monkeypatch.setattr(os, "getloadavg", no_load_average, raising=False)
+    tiny = [*SMOKE, "toy.seeds=1", "toy.alpha.num=3"]
+    for out, extra, want in (("a", ["toy.threads=1"], 1), ("b", [], grid.available_cores())):
+        code, _, err = run(monkeypatch, capsys, "toy", "--out", out, *tiny, *extra)
+        assert code == 0, err
+        info = json.loads((Path(out) / "run.json").read_text(encoding="utf-8"))
+        assert info["threads"] == want and info["command"] == "toy"  # setup's record, extended
+        summary = json.loads((Path(out) / "summary.json").read_text(encoding="utf-8"))
+        assert summary["threads"] == want
+
+
 def test_cfg_prints_the_resolved_config(monkeypatch, capsys):
     code, out, _ = run(monkeypatch, capsys, "toy", "--cfg", "--solver", "gd", "toy.seeds=5")
     assert code == 0 and "solver: gd" in out and "seeds: 5" in out
@@ -110,6 +126,8 @@ NO_CUDA = not torch.cuda.is_available()
         (["toy.n=5"], "toy.n"),
         (["toy.seeds=0"], "seeds"),
         (["toy.gd.lrs=[]", "--solver", "gd"], "lrs"),
+        (["toy.threads=0"], "toy.threads"),
+        (["toy.cpu_budget_mb=0"], "toy.cpu_budget_mb"),
         pytest.param(
             ["--device", "cuda"],
             "no CUDA",

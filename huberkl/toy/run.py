@@ -100,11 +100,7 @@ def run_toy(cfg: DictConfig, out_dir: str | Path, *, console=None, progress: boo
     if not 0 < mem_fraction <= 1:
         raise InputError(f"toy.mem_fraction must be in (0, 1], got {mem_fraction}")
     threads = resolve_threads(toy.get("threads"))
-    cpu_budget_mb = toy.get("cpu_budget_mb", 16)
-    if isinstance(cpu_budget_mb, bool) or not isinstance(cpu_budget_mb, (int, float)):
-        raise InputError(f"toy.cpu_budget_mb must be a number > 0, got {cpu_budget_mb!r}")
-    if not (math.isfinite(cpu_budget_mb) and cpu_budget_mb > 0):
-        raise InputError(f"toy.cpu_budget_mb must be a number > 0, got {cpu_budget_mb!r}")
+    cpu_budget_mb = resolve_cpu_budget(toy.get("cpu_budget_mb", 16))
     chunk = toy.get("chunk")
     if chunk is not None and _count("toy.chunk", chunk) < 1:
         raise InputError(f"toy.chunk must be >= 1 or null, got {chunk}")
@@ -123,7 +119,7 @@ def run_toy(cfg: DictConfig, out_dir: str | Path, *, console=None, progress: boo
             device=device,
             dtype=dtype,
             mem_fraction=mem_fraction,
-            cpu_budget_mb=float(cpu_budget_mb),
+            cpu_budget_mb=cpu_budget_mb,
             chunk=chunk,
             progress=lambda n, label: bar.update(task, advance=n, description=label),
         )
@@ -186,6 +182,14 @@ def resolve_threads(value: Any) -> int:
     if _count("toy.threads", value) < 1:
         raise InputError(f"toy.threads must be >= 1 or null, got {value}")
     return int(value)
+
+
+def resolve_cpu_budget(value: Any) -> float:
+    """``toy.cpu_budget_mb``: MiB one solver call may hold on the CPU, a number > 0."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float))
+    if not (ok and math.isfinite(value) and value > 0):
+        raise InputError(f"toy.cpu_budget_mb must be a number > 0, got {value!r}")
+    return float(value)
 
 
 def _record_run(out: Path, extra: dict) -> None:
