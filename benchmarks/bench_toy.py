@@ -245,8 +245,8 @@ def bench_memory() -> list[dict]:
             "target": "report (~2: memory follows the chunk)",
             "ok": None,
             "detail": f"peak RSS growth during the grid: {small:.0f} MiB (chunk 32), {mid:.0f} MiB "
-            f"(chunk 1024), {large:.0f} MiB (chunk 2048); the auto chunk is 1/4 of free memory, "
-            "capped at 256 on the CPU",
+            f"(chunk 1024), {large:.0f} MiB (chunk 2048); on the CPU the auto chunk comes from "
+            "toy.cpu_budget_mb, capped at 256",
         }
     ]
 

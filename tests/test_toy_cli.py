@@ -65,6 +65,7 @@ def test_library_run_writes_every_output(tmp_path):
 
 
 def test_runs_are_reproducible_to_the_bit():
+    """Guaranteed only for the same inputs, chunking and thread count on one machine."""
     spec = build_spec(config.compose(SMOKE).toy)
     kw = dict(device=torch.device("cpu"), dtype=torch.float32)
     a = pd.DataFrame(grid.run_grid(spec, **kw).columns)

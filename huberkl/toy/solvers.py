@@ -173,11 +173,15 @@ class _Blocks:
 
     def mm(self, X: Tensor, mats: Tensor) -> Tensor:
         """(S_b·m, C) rows times their block's ``mats`` (S_b, C, D) -> (S_b·m, D)."""
+        if mats.shape[0] == 1:  # one seed: a plain product (fewer small ops per step)
+            return X @ mats[0]
         return torch.bmm(X.view(len(self.seeds), self.m, -1), mats).view(X.shape[0], -1)
 
     def sub_(self, u: Tensor, d: Tensor) -> Tensor:
         """``u −= d Aᵀ`` in place, every row with its own seed's design."""
         nb = len(self.seeds)
+        if nb == 1:
+            return u.addmm_(d, self.At[0], alpha=-1)
         u.view(nb, self.m, -1).baddbmm_(d.view(nb, self.m, -1), self.At, alpha=-1)
         return u
 
@@ -389,6 +393,11 @@ def _pack(blocks: _Blocks, frozen: Tensor) -> tuple[Tensor, Tensor, _Blocks] | N
     without any dropped, all padded to the longest with copies of their first live row
     (frozen). None when that would not shrink the batch by ``_COMPACT``."""
     nb, m = len(blocks.seeds), blocks.m
+    if nb == 1:  # one seed: the live rows, no padding
+        keep = (~frozen).nonzero().squeeze(1)
+        mats = (blocks.A, blocks.At, blocks.products, blocks.chol)
+        new = _Blocks(blocks.seeds, len(keep), *mats, sid=blocks.sid[: len(keep)])
+        return keep, frozen.new_zeros(len(keep)), new
     live = (~frozen).view(nb, m)
     counts = live.sum(1)
     kept = (counts > 0).nonzero().squeeze(1)
@@ -399,12 +408,11 @@ def _pack(blocks: _Blocks, frozen: Tensor) -> tuple[Tensor, Tensor, _Blocks] | N
     pad = torch.arange(m2, device=frozen.device) >= counts[kept][:, None]
     order = torch.where(pad, order[:, :1], order)
     keep = (kept[:, None] * m + order).reshape(-1)
-    new = _Blocks(
-        blocks.seeds[kept],
-        m2,
-        *(t.index_select(0, kept) for t in (blocks.A, blocks.At, blocks.products, blocks.chol)),
-        sid=torch.repeat_interleave(blocks.seeds[kept], m2),
-    )
+    mats = (blocks.A, blocks.At, blocks.products, blocks.chol)
+    if len(kept) < nb:  # some seeds are done: their designs leave the batch
+        mats = tuple(t.index_select(0, kept) for t in mats)
+    seeds = blocks.seeds[kept]
+    new = _Blocks(seeds, m2, *mats, sid=torch.repeat_interleave(seeds, m2))
     return keep, pad.reshape(-1), new
 
 
@@ -575,13 +583,21 @@ def solve_exact(
     seed_base = torch.arange(s_n, device=Y.device)[:, None] * m_sub
     # (B, N) workspaces shared by the waves: u, ψ(u), scratch
     work = Y.new_empty(3, s_n * max((len(f) for f in waves), default=0), n)
+    blocks_of: dict[int, _Blocks] = {}
     for w, fits in enumerate(waves):
         label, a = label_of[fits], alpha[fits]
         nb = len(fits)
-        start = start0[:, fits] if theta0 is not None else prev[:, label]  # (S, nb, K)
-        y_rows = (seed_base + label[None, :]).reshape(-1)  # row of every fit in sub_flat
-        a_rows = a.repeat(s_n)
-        blocks = _Blocks.of(design, nb)
+        start = (start0 if theta0 is not None else prev).index_select(
+            1, fits if theta0 is not None else label
+        )  # (S, nb, K)
+        if s_n == 1:
+            y_rows, a_rows = label, a
+        else:
+            y_rows = (seed_base + label[None, :]).reshape(-1)  # row of every fit in sub_flat
+            a_rows = a.repeat(s_n)
+        if nb not in blocks_of:
+            blocks_of[nb] = _Blocks.of(design, nb)
+        blocks = blocks_of[nb]
         u = torch.index_select(sub_flat, 0, y_rows, out=work[0, : s_n * nb])
         blocks.sub_(u, start.reshape(-1, design.k)).div_(a_rows[:, None])
         psi_w, inside_w = work[1, : s_n * nb], work[2, : s_n * nb]
@@ -591,7 +607,7 @@ def solve_exact(
         if F is None:
             # Σ H_1(r/α) at the previous α' minimiser lies within a factor α'/α of this at
             # the same point; it only sets the scale of the relative convergence test.
-            F = (prev_F[:, label] * (prev_alpha[:, label] / a)).reshape(-1)
+            F = (prev_F.index_select(1, label) * (prev_alpha.index_select(1, label) / a)).view(-1)
         start_flat = start.reshape(-1, design.k)
 
         def origin(i: Tensor, start=start_flat, y_rows=y_rows, a=a_rows, sid=blocks.sid) -> Tensor:
@@ -602,15 +618,18 @@ def solve_exact(
             design, blocks, u, g, H, F, count, ftol, max_iter, origin, (psi_w, inside_w)
         )
         theta_w = (start_flat + a_rows[:, None] * phi).view(s_n, nb, -1)
-        theta[:, fits] = theta_w
-        F_end[:, fits] = F_w.view(s_n, nb)
-        gap[:, fits] = gap_w.view(s_n, nb)
-        iters[:, fits] = it_w.view(s_n, nb)
-        conv[:, fits] = conv_w.view(s_n, nb)
+        for out, value in (
+            (theta, theta_w),
+            (F_end, F_w),
+            (gap, gap_w),
+            (iters, it_w),
+            (conv, conv_w),
+        ):
+            out.index_copy_(1, fits, value.view(s_n, nb, *out.shape[2:]))
         if theta0 is None:
-            prev[:, label] = theta_w
-            prev_alpha[:, label] = a.expand(s_n, nb)
-            prev_F[:, label] = F_w.view(s_n, nb)
+            prev.index_copy_(1, label, theta_w)
+            prev_alpha.index_copy_(1, label, a.expand(s_n, nb))
+            prev_F.index_copy_(1, label, F_w.view(s_n, nb))
     loss = alpha.double() ** 2 * F_end.double()
     out = ExactResult(theta=theta, loss=loss, gap=gap.double(), iters=iters, converged=conv)
     if one:
