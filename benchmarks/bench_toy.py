@@ -76,7 +76,7 @@ def _scipy_loop(design, data, rows, alpha, threads: int) -> tuple[np.ndarray, fl
         path = Path(tmp) / "fits.npz"
         np.savez(
             path,
-            A=design.A[0].double().numpy(),
+            A=data.A.double().numpy(),
             Y=data.Y.double().numpy(),
             rows=rows.numpy(),
             alpha=alpha.double().numpy(),
