@@ -9,10 +9,10 @@ Newton and gradient steps are well conditioned in float32.
 
 Random numbers come from numpy's PCG64 seeded by ``SeedSequence([seed, run, stream…])`` on
 the CPU, so the draws are independent per (seed, family, scale) and a scale added to the
-grid does not change the draws of the others. The design and labels are computed
-elementwise in float64 from them, so they are the same to the bit on every run, thread
-count and device (before the cast to the run's dtype); the test-set Gram matrix is a BLAS
-product, the same within float64 rounding.
+grid does not change the draws of the others. The design and labels are computed on the
+CPU, elementwise in float64, so on one machine they are the same to the bit on every run
+and thread count, whatever device the fits then run on (after the cast to the run's
+dtype); the test-set Gram matrix is a BLAS product, the same within float64 rounding.
 """
 
 from __future__ import annotations
