@@ -70,16 +70,13 @@ def test_seeds_share_one_call_when_they_fit(spec, monkeypatch):
     assert seen == [1] * 9  # three calls of <= 4 label rows per seed
 
 
-@pytest.mark.parametrize("chunk", [4, 27])
-def test_chunking_changes_results_only_within_float32_rounding(spec, chunk, threads):
+def assert_same_within_float32(spec, got: pd.DataFrame, ref: pd.DataFrame) -> None:
     """Objective: both runs stop within ftol of the minimum and report float32 sums of N
     positive terms (rounding about log2(N)·eps each). Test RMSE: it moves by at most
     ‖Δθ‖₂ (the test Gram matrix of the Legendre basis has norm <= 1), and θ by a few ulps of
     its largest coefficient (the truth's largest Legendre coefficient plus the noise)."""
-    ref, got = _run(spec, 9), _run(spec, chunk)
-    assert got[["noise", "scale", "seed", "alpha", "solver"]].equals(
-        ref[["noise", "scale", "seed", "alpha", "solver"]]
-    )
+    keys = ["noise", "scale", "seed", "alpha", "solver"]
+    assert got[keys].equals(ref[keys])
     assert got.loc[got.solver == "exact", "converged"].astype(bool).all()
     obj_rtol = solvers.default_ftol(torch.float32) + 2 * np.log2(spec.n) * EPS32
     rel = (got.train_objective - ref.train_objective).abs() / ref.train_objective
@@ -87,3 +84,15 @@ def test_chunking_changes_results_only_within_float32_rounding(spec, chunk, thre
     theta_max = np.abs(truth_legendre(np.asarray(spec.theta), spec.delta)).max() + 1
     rmse_atol = np.sqrt(spec.k) * 16 * EPS32 * theta_max
     assert (got.test_rmse - ref.test_rmse).abs().max() <= rmse_atol
+
+
+@pytest.mark.parametrize("chunk", [4, 27])
+def test_chunking_changes_results_only_within_float32_rounding(spec, chunk, threads):
+    assert_same_within_float32(spec, _run(spec, chunk), _run(spec, 9))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_grid_equals_the_cpu_within_float32_rounding(spec):
+    """The seed-batched grid on a GPU (all seeds in one call) against the CPU's."""
+    res = grid.run_grid(spec, device=torch.device("cuda"), dtype=torch.float32)
+    assert_same_within_float32(spec, pd.DataFrame(res.columns), _run(spec, 9))
