@@ -96,3 +96,13 @@ def test_cuda_grid_equals_the_cpu_within_float32_rounding(spec):
     """The seed-batched grid on a GPU (all seeds in one call) against the CPU's."""
     res = grid.run_grid(spec, device=torch.device("cuda"), dtype=torch.float32)
     assert_same_within_float32(spec, pd.DataFrame(res.columns), _run(spec, 9))
+
+
+def test_seeds_drawn_in_threads_are_the_same_to_the_bit(spec, threads):
+    drawn = grid.draw_seeds(spec, [0, 1, 2, 5], torch.float32, CPU)
+    for seed, got in zip([0, 1, 2, 5], drawn, strict=True):
+        one = grid.draw_seeds(spec, [seed], torch.float32, CPU)[0]  # no thread pool
+        assert torch.equal(got.A, one.A) and torch.equal(got.Y, one.Y)
+        assert got.test_sq == one.test_sq
+        # a BLAS product: the same within float64 rounding (huberkl/toy/data.py)
+        torch.testing.assert_close(got.test_gram, one.test_gram, rtol=1e-13, atol=1e-15)
