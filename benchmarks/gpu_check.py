@@ -21,7 +21,8 @@ What it measures (every figure after a warm-up, so CUDA start-up is not in it):
   ``torch.compile`` on the backbone, as ratios to the plain step (``detect.<name>``).
 
 The JSON is rewritten after each part, so a run stopped by a time limit keeps what it
-measured. ``--tiny`` shrinks every size (and compiles with the ``eager`` backend) so that
+measured; a run of some parts (``--only``) updates those in an existing record and keeps
+the others (``part_dates`` says when each was measured). ``--tiny`` shrinks every size (and compiles with the ``eager`` backend) so that
 ``tests/test_toy_gpu_check.py`` runs every code path on the CPU in seconds; its numbers
 mean nothing and its file is named ``<device>-tiny.json``.
 """
@@ -337,11 +338,15 @@ def main(argv: list[str] | None = None) -> Path:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{slug(name)}{'-tiny' if args.tiny else ''}.json"
+    if path.is_file() and len(parts) < len(PARTS):  # a part run keeps the other parts' figures
+        old = json.loads(path.read_text(encoding="utf-8"))
+        record = {**old, **{k: v for k, v in record.items() if v is not None}}
     checks = {"toy": check_toy, "gd": check_gd, "detect": check_detect}
     for part in parts:
         t0 = time.perf_counter()
         record.update(checks[part](device, args.tiny))
         record.setdefault("part_seconds", {})[part] = time.perf_counter() - t0
+        record.setdefault("part_dates", {})[part] = record["date"]
         path.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
         print(f"{part}: done in {record['part_seconds'][part]:.1f} s -> {path}", flush=True)
     path.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")

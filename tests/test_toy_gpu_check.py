@@ -54,6 +54,15 @@ def test_tiny_check_runs_every_part_and_writes_the_record(tmp_path, one_thread):
         assert record[f"{name}_steps_per_s"] == entry["steps_per_s"]["plain"] > 0
 
 
+def test_a_part_run_keeps_the_other_parts(tmp_path, one_thread):
+    path = gpu_check.main(["--tiny", "--device", "cpu", "--out", str(tmp_path), "--only", "gd"])
+    first = json.loads(path.read_text(encoding="utf-8"))
+    gpu_check.main(["--tiny", "--device", "cpu", "--out", str(tmp_path), "--only", "toy"])
+    both = json.loads(path.read_text(encoding="utf-8"))
+    assert both["gd"] == first["gd"] and both["gd_fit_steps_per_s"] == first["gd_fit_steps_per_s"]
+    assert both["toy_grid_exact_s"] > 0 and set(both["part_dates"]) == {"gd", "toy"}
+
+
 def test_unknown_part_is_refused(tmp_path):
     with pytest.raises(SystemExit) as exc:
         gpu_check.main(["--tiny", "--device", "cpu", "--out", str(tmp_path), "--only", "toy,fast"])
