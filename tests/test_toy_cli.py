@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -59,11 +60,12 @@ def test_library_run_writes_every_output(tmp_path):
     fit = pd.read_csv(out / "fit.csv")
     assert {"slope", "intercept", "r2", "theory_slope"} <= set(fit.columns) and len(fit) == 6
     assert summary["fits"]["exact"] >= 3 * 3 * 9 * 3 and summary["fits"]["gd"] == 3 * 3 * 9 * 3 * 2
-    assert json.loads((out / "summary.json").read_text())["device"] == "cpu"
+    assert json.loads((out / "summary.json").read_text(encoding="utf-8"))["device"] == "cpu"
     assert spec.n_fits == summary["fits"]["exact"] + summary["fits"]["gd"]
 
 
 def test_runs_are_reproducible_to_the_bit():
+    """Guaranteed only for the same inputs, chunking and thread count on one machine."""
     spec = build_spec(config.compose(SMOKE).toy)
     kw = dict(device=torch.device("cpu"), dtype=torch.float32)
     a = pd.DataFrame(grid.run_grid(spec, **kw).columns)
@@ -79,9 +81,24 @@ def test_cli_writes_outputs_and_prints_the_fit_table(monkeypatch, capsys, tmp_pa
     )
     assert code == 0, err
     assert "cauchy" in out and "logistic" in out and "laplace" not in out
-    saved = (Path("o") / "config.yaml").read_text()  # the options became overrides
+    saved = (Path("o") / "config.yaml").read_text(encoding="utf-8")  # the options became overrides
     assert "- cauchy" in saved and "- laplace" not in saved
     assert set(pd.read_csv("o/optimal.csv")["noise"]) == {"cauchy", "logistic"}
+
+
+def test_threads_come_from_the_config_never_the_load_average(monkeypatch, capsys):
+    def no_load_average():
+        raise AssertionError("the toy must not read the load average")
+
+    monkeypatch.setattr(os, "getloadavg", no_load_average, raising=False)
+    tiny = [*SMOKE, "toy.seeds=1", "toy.alpha.num=3"]
+    for out, extra, want in (("a", ["toy.threads=1"], 1), ("b", [], grid.available_cores())):
+        code, _, err = run(monkeypatch, capsys, "toy", "--out", out, *tiny, *extra)
+        assert code == 0, err
+        info = json.loads((Path(out) / "run.json").read_text(encoding="utf-8"))
+        assert info["threads"] == want and info["command"] == "toy"  # setup's record, extended
+        summary = json.loads((Path(out) / "summary.json").read_text(encoding="utf-8"))
+        assert summary["threads"] == want
 
 
 def test_cfg_prints_the_resolved_config(monkeypatch, capsys):
@@ -110,6 +127,8 @@ NO_CUDA = not torch.cuda.is_available()
         (["toy.n=5"], "toy.n"),
         (["toy.seeds=0"], "seeds"),
         (["toy.gd.lrs=[]", "--solver", "gd"], "lrs"),
+        (["toy.threads=0"], "toy.threads"),
+        (["toy.cpu_budget_mb=0"], "toy.cpu_budget_mb"),
         pytest.param(
             ["--device", "cuda"],
             "no CUDA",

@@ -80,11 +80,13 @@ def toy(
     from rich.table import Table
 
     from huberkl.toy import grid
-    from huberkl.toy.run import build_spec, run_toy
+    from huberkl.toy.run import build_spec, resolve_cpu_budget, resolve_threads, run_toy
 
     build_spec(run_cfg.toy, int(run_cfg.get("seed", 0) or 0))  # bad settings fail before any folder
     grid.resolve_device(run_cfg.toy.device)
     grid.resolve_dtype(run_cfg.toy.dtype)
+    resolve_threads(run_cfg.toy.get("threads"))
+    resolve_cpu_budget(run_cfg.toy.get("cpu_budget_mb", 16))
     run_cfg, out_dir = setup("toy", overrides, False, out, extra=extra)
     console = Console()
     summary = run_toy(run_cfg, out_dir, console=console)

@@ -8,9 +8,11 @@ The model is a polynomial of K coefficients expressed in the Legendre basis
 Newton and gradient steps are well conditioned in float32.
 
 Random numbers come from numpy's PCG64 seeded by ``SeedSequence([seed, run, stream…])`` on
-the CPU, so the data are identical on every device and independent per (seed, family,
-scale): reruns reproduce the data to the bit, and a scale added to the grid does not
-change the draws of the others.
+the CPU, so the draws are independent per (seed, family, scale) and a scale added to the
+grid does not change the draws of the others. The design and labels are computed on the
+CPU, elementwise in float64, so on one machine they are the same to the bit on every run
+and thread count, whatever device the fits then run on (after the cast to the run's
+dtype); the test-set Gram matrix is a BLAS product, the same within float64 rounding.
 """
 
 from __future__ import annotations

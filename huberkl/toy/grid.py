@@ -1,15 +1,20 @@
 """The batched grid: noise family × scale × seed × α (× learning rate for GD).
 
-One seed at a time: its design, one label row per (family, scale), then every fit of that
-seed in chunks of ``chunk_fits`` rows on one device. Exact fits come first; GD fits of
-the same seed then record their objective gap to the exact minimum of the same
-(label row, α). A rich progress bar counts fits.
+Seeds are drawn (design, one label row per (family, scale)) and solved in groups: the exact
+solver takes every fit of a group of seeds in one batched call (each seed keeps its own
+design), then GD fits of those seeds, one seed at a time, record their objective gap to
+the exact minimum of the same (label row, α). A rich progress bar counts fits.
 
-A chunk is the number of (N,)-rows the solvers hold at once: GD fits, or label rows for
-the exact solver (each of its waves holds one α of every label row of the chunk, and a
-chunk takes whole label rows). Chunks are sized from the free memory of the device
-(``mem_fraction`` of it) and capped (``_CHUNK_CAP``). A fit's numbers depend only on its
-own label row, so the chunking does not change the results (tested to the bit on the CPU).
+A chunk is the number of (N,)-rows one solver call holds: GD fits, or label rows for the
+exact solver (each of its waves holds one α of every label row of the call; a call takes
+whole seeds when one fits, else whole label rows of one seed). Chunks are sized from a
+memory budget: ``mem_fraction`` of the free memory of a CUDA device, a fixed
+``cpu_budget_mb`` on the CPU, capped by ``_CHUNK_CAP``.
+
+A fit's answer depends only on its own label row and α, but the chunking decides which fits
+share a matrix product, and BLAS may then add in another order: results agree within
+float32 rounding across chunk sizes and thread counts, and are bitwise equal for the same
+inputs, chunking, thread count and machine (both tested in ``tests/test_toy_grid.py``).
 """
 
 from __future__ import annotations
@@ -25,12 +30,12 @@ import torch
 
 from huberkl.errors import InputError
 from huberkl.toy import solvers
-from huberkl.toy.data import check_family, check_problem, make_seed_data
+from huberkl.toy.data import SeedData, check_family, check_problem, make_seed_data
 
 SOLVERS = ("exact", "gd")
 # (N,)-rows of working memory per chunk row, from measured peaks (benchmarks/bench_toy.py).
 _BUFFERS = {"exact": 8, "gd": 5}
-_CHUNK_CAP = {"cpu": 256, "cuda": 1 << 15}
+_CHUNK_CAP = {"cpu": 256, "cuda": 1 << 16}
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -62,23 +67,15 @@ def resolve_dtype(name: str) -> torch.dtype:
     return _DTYPES[str(name)]
 
 
-def auto_threads() -> int:
-    """CPU threads for the grid: the idle cores (cores − 1-minute load average), at least 1.
-
-    Elementwise torch ops on a CPU shared with other jobs slow down ~10x with two OpenMP
-    threads when one of them keeps being descheduled (measured on the 2-core dev box:
-    1 thread 0.35 s vs 2 threads 9 s for the same 1032 fits); on an idle box all cores help.
-    """
+def available_cores() -> int:
+    """The CPU cores this process may run on (``os.sched_getaffinity`` where the OS has it,
+    else ``os.cpu_count()``): the default of ``toy.threads``. Never the load average, so a
+    run's thread count, and with it its float32 rounding, does not depend on other jobs."""
     import os
 
-    cores = (
-        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    )
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        load = 0.0
-    return max(1, min(cores, int(cores - load + 0.5)))
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
 @contextmanager
@@ -94,26 +91,45 @@ def torch_threads(n: int | None):
 
 
 def free_memory(device: torch.device) -> int:
-    """Bytes free on ``device`` (CUDA: driver's free memory; CPU: MemAvailable)."""
+    """Bytes free on a CUDA ``device`` (the driver's count)."""
+    return int(torch.cuda.mem_get_info(device)[0])
+
+
+def memory_budget(device: torch.device, mem_fraction: float, cpu_budget_mb: float) -> int:
+    """Bytes one solver call may hold: ``mem_fraction`` of the free memory of a CUDA
+    device; on the CPU the fixed ``cpu_budget_mb`` (not the free memory, so that the
+    chunking, and with it the float32 rounding, is the same on every run)."""
     if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 4 << 30
+        return int(free_memory(device) * mem_fraction)
+    return int(cpu_budget_mb * 2**20)
 
 
 def chunk_size(
-    solver: str, n: int, dtype: torch.dtype, device: torch.device, mem_fraction: float
+    solver: str,
+    n: int,
+    k: int,
+    rows_per_seed: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    budget: int,
 ) -> int:
-    """Fits per chunk: ``mem_fraction`` of the free memory over the per-fit working set."""
-    per_fit = n * torch.finfo(dtype).bits // 8 * _BUFFERS[solver]
-    fits = int(free_memory(device) * mem_fraction) // max(per_fit, 1)
-    return max(1, min(fits, _CHUNK_CAP.get(device.type, 256)))
+    """(N,)-rows per solver call within ``budget`` bytes: GD fits, or exact label rows.
+
+    An exact call holds, per seed, ``_BUFFERS["exact"]`` rows per label row and its design
+    (``A``, ``Aᵀ`` and the K(K+1)/2 + 1 Hessian products), so whole seeds are counted when
+    at least one fits; the result is capped by ``_CHUNK_CAP`` for the device.
+    """
+    row = n * torch.finfo(dtype).bits // 8
+    if solver == "exact":
+        design_rows = k * (k + 1) // 2 + 1 + 2 * k
+        per_seed = row * (_BUFFERS["exact"] * rows_per_seed + design_rows)
+        if budget >= per_seed:
+            rows = budget // per_seed * rows_per_seed
+        else:
+            rows = budget // (row * _BUFFERS["exact"])
+    else:
+        rows = budget // (row * _BUFFERS[solver])
+    return max(1, min(rows, _CHUNK_CAP.get(device.type, 256)))
 
 
 @dataclass
@@ -209,10 +225,11 @@ def run_grid(
     device: torch.device,
     dtype: torch.dtype,
     mem_fraction: float = 0.25,
+    cpu_budget_mb: float = 16.0,
     chunk: int | None = None,
     progress: Callable[[int, str], None] | None = None,
 ) -> GridResult:
-    """Evaluate every fit of ``spec``; ``progress(n_fits_done, label)`` after each chunk."""
+    """Evaluate every fit of ``spec``; ``progress(n_fits_done, label)`` after each call."""
     import time
 
     check_spec(spec)
@@ -232,14 +249,17 @@ def run_grid(
             "iters",
         )
     }
+    n_fam, n_scale, n_alpha = len(spec.families), len(spec.scales), spec.alphas.shape[1]
+    n_rows = n_fam * n_scale  # label rows per seed
+    budget = memory_budget(device, mem_fraction, cpu_budget_mb)
     chunks = {
-        s: chunk or chunk_size(s, spec.n, dtype, device, mem_fraction) for s in ("exact", "gd")
+        s: chunk or chunk_size(s, spec.n, spec.k, n_rows, dtype, device, budget)
+        for s in ("exact", "gd")
     }
     counts = {"exact": 0, "gd": 0}
     seconds = {"exact": 0.0, "gd": 0.0, "data": 0.0}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    n_fam, n_scale, n_alpha = len(spec.families), len(spec.scales), spec.alphas.shape[1]
     # one fit per (family, scale, α): label row index and α, flattened (f, s, a)
     label = np.repeat(np.arange(n_fam * n_scale), n_alpha)
     alpha_all = np.tile(spec.alphas.reshape(-1), n_fam)
@@ -249,9 +269,78 @@ def run_grid(
     gd_seeds = set(spec.gd_seeds) if "gd" in spec.solvers else set()
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda *a: None)
 
-    for seed in dict.fromkeys([*spec.seeds, *spec.gd_seeds] if gd_seeds else spec.seeds):
+    all_seeds = list(dict.fromkeys([*spec.seeds, *spec.gd_seeds] if gd_seeds else spec.seeds))
+    per_call = max(1, chunks["exact"] // n_rows)  # whole seeds per exact call
+    rows_t = torch.as_tensor(label, device=device)
+    alpha_t = torch.as_tensor(alpha_all, dtype=dtype, device=device)
+    for first in range(0, len(all_seeds), per_call):
+        group = all_seeds[first : first + per_call]
         t0 = time.perf_counter()
-        data = make_seed_data(
+        datas = draw_seeds(spec, group, dtype, device)
+        sync()
+        seconds["data"] += time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        exact = _exact_group(
+            spec, datas, rows_t, alpha_t, chunks["exact"], n_alpha, progress, group
+        )
+        sync()
+        seconds["exact"] += time.perf_counter() - t0
+        counts["exact"] += len(label) * len(group)
+        for seed, data, (theta_e, loss_e, gap_e, conv_e, it_e) in zip(
+            group, datas, exact, strict=True
+        ):
+            if want_exact and seed in spec.seeds:
+                _append(
+                    cols,
+                    fam_of,
+                    scale_of,
+                    seed,
+                    alpha_all,
+                    np.nan,
+                    "exact",
+                    loss_e,
+                    data.test_rmse(theta_e),
+                    gap_e,
+                    conv_e,
+                    it_e,
+                )
+            if seed not in gd_seeds:
+                continue
+            t0 = time.perf_counter()
+            _gd_seed(
+                spec,
+                data,
+                seed,
+                label,
+                alpha_t,
+                loss_e,
+                chunks["gd"],
+                cols,
+                fam_of,
+                scale_of,
+                alpha_all,
+                progress,
+            )
+            sync()
+            seconds["gd"] += time.perf_counter() - t0
+            counts["gd"] += len(label) * len(spec.lrs)
+    peak = int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else _peak_rss()
+    return GridResult(
+        columns=cols, chunks=chunks, fit_counts=counts, seconds=seconds, peak_bytes=peak
+    )
+
+
+def draw_seeds(
+    spec: GridSpec, seeds: Sequence[int], dtype: torch.dtype, device: torch.device
+) -> list[SeedData]:
+    """Each seed's data (:func:`make_seed_data`), drawn in up to ``torch.get_num_threads()``
+    threads: numpy's generators and torch release the GIL, and every seed has its own
+    generators, so the data are the same to the bit as drawn one after the other (tested);
+    a GPU's whole grid would otherwise wait about 5 ms per seed on one CPU core."""
+
+    def one(seed: int) -> SeedData:
+        return make_seed_data(
             spec.families,
             spec.scales,
             seed,
@@ -264,90 +353,86 @@ def run_grid(
             dtype=dtype,
             device=device,
         )
-        design = solvers.Design.from_matrix(data.A)
-        rows_t = torch.as_tensor(label, device=device)
-        alpha_t = torch.as_tensor(alpha_all, dtype=dtype, device=device)
-        sync()
-        seconds["data"] += time.perf_counter() - t0
 
-        # exact minima for every (label row, α) of this seed; a chunk holds whole label
-        # rows (each wave of the solver holds one α of every row of the chunk)
-        t0 = time.perf_counter()
-        theta_ex, loss_ex, gap_ex, it_ex, conv_ex = [], [], [], [], []
-        step = chunks["exact"] * n_alpha
-        for lo in range(0, len(label), step):
-            sl = slice(lo, lo + step)
-            res = solvers.solve_exact(
-                design, data.Y, alpha_t[sl], rows_t[sl], ftol=spec.ftol, max_iter=spec.max_iter
-            )
-            theta_ex.append(res.theta)
-            loss_ex.append(res.loss)
-            gap_ex.append(res.gap)
-            it_ex.append(res.iters)
-            conv_ex.append(res.converged)
-            if progress:
-                progress(len(res.loss), f"exact seed {seed}")
-        theta_e = torch.cat(theta_ex)
-        loss_e = torch.cat(loss_ex)
-        sync()
-        seconds["exact"] += time.perf_counter() - t0
-        counts["exact"] += len(label)
-        if want_exact and seed in spec.seeds:
-            _append(
-                cols,
-                fam_of,
-                scale_of,
-                seed,
-                alpha_all,
-                np.nan,
-                "exact",
-                loss_e,
-                data.test_rmse(theta_e),
-                torch.cat(gap_ex),
-                torch.cat(conv_ex),
-                torch.cat(it_ex),
-            )
-        if seed not in gd_seeds:
-            continue
+    workers = min(len(seeds), torch.get_num_threads())
+    if workers <= 1:
+        return [one(seed) for seed in seeds]
+    from concurrent.futures import ThreadPoolExecutor
 
-        # gradient descent over (label row, α) × learning rate
-        t0 = time.perf_counter()
-        n_lr = len(spec.lrs)
-        g_rows = torch.as_tensor(np.repeat(label, n_lr), device=device)
-        g_alpha = alpha_t.repeat_interleave(n_lr)
-        g_lr = torch.as_tensor(np.tile(spec.lrs, len(label)), dtype=dtype, device=device)
-        ref = loss_e.repeat_interleave(n_lr)
-        step = chunks["gd"]
-        thetas, losses = [], []
-        for lo in range(0, len(g_rows), step):
-            sl = slice(lo, lo + step)
-            res = solvers.solve_gd(design, data.Y, g_alpha[sl], g_lr[sl], spec.steps, g_rows[sl])
-            thetas.append(res.theta)
-            losses.append(res.loss)
-            if progress:
-                progress(len(res.loss), f"gd seed {seed}")
-        loss_g = torch.cat(losses)
-        gap = (loss_g - ref) / ref.abs().clamp_min(torch.finfo(torch.float64).tiny)
-        sync()
-        seconds["gd"] += time.perf_counter() - t0
-        counts["gd"] += len(g_rows)
-        _append(
-            cols,
-            np.repeat(fam_of, n_lr),
-            np.repeat(scale_of, n_lr),
-            seed,
-            np.repeat(alpha_all, n_lr),
-            np.tile(np.asarray(spec.lrs, dtype=np.float64), len(label)),
-            "gd",
-            loss_g,
-            data.test_rmse(torch.cat(thetas)),
-            gap,
-            None,
-            None,
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(one, seeds))
+
+
+def _exact_group(spec, datas, rows_t, alpha_t, chunk, n_alpha, progress, group) -> list[tuple]:
+    """Exact minima of every (label row, α) of the seeds ``group`` (their ``datas``): one
+    batched call over all of them when whole seeds fit in ``chunk`` label rows, else one
+    seed at a time in chunks of label rows. Per seed: (θ, loss, gap, converged, iters)."""
+    if len(datas) > 1 or chunk * n_alpha >= len(rows_t):
+        design = solvers.Design.from_matrix(torch.stack([d.A for d in datas]))
+        res = solvers.solve_exact(
+            design,
+            torch.stack([d.Y for d in datas]),
+            alpha_t,
+            rows_t,
+            ftol=spec.ftol,
+            max_iter=spec.max_iter,
         )
-    peak = int(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else _peak_rss()
-    return GridResult(
-        columns=cols, chunks=chunks, fit_counts=counts, seconds=seconds, peak_bytes=peak
+        if progress:
+            progress(res.loss.numel(), f"exact seeds {group[0]}-{group[-1]}")
+        return [
+            (res.theta[i], res.loss[i], res.gap[i], res.converged[i], res.iters[i])
+            for i in range(len(datas))
+        ]
+    data = datas[0]
+    design = solvers.Design.from_matrix(data.A)
+    parts = []
+    step = chunk * n_alpha  # a chunk holds whole label rows (waves hold one α of each)
+    for lo in range(0, len(rows_t), step):
+        sl = slice(lo, lo + step)
+        res = solvers.solve_exact(
+            design, data.Y, alpha_t[sl], rows_t[sl], ftol=spec.ftol, max_iter=spec.max_iter
+        )
+        parts.append((res.theta, res.loss, res.gap, res.converged, res.iters))
+        if progress:
+            progress(len(res.loss), f"exact seed {group[0]}")
+    return [tuple(torch.cat(col) for col in zip(*parts, strict=True))]
+
+
+def _gd_seed(
+    spec, data, seed, label, alpha_t, loss_e, chunk, cols, fam_of, scale_of, alpha_all, progress
+) -> None:
+    """Gradient descent over (label row, α) × learning rate of one seed, with each fit's
+    objective gap to the exact minimum ``loss_e`` of its (label row, α)."""
+    device, dtype = alpha_t.device, alpha_t.dtype
+    design = solvers.Design.from_matrix(data.A)
+    n_lr = len(spec.lrs)
+    g_rows = torch.as_tensor(np.repeat(label, n_lr), device=device)
+    g_alpha = alpha_t.repeat_interleave(n_lr)
+    g_lr = torch.as_tensor(np.tile(spec.lrs, len(label)), dtype=dtype, device=device)
+    ref = loss_e.repeat_interleave(n_lr)
+    thetas, losses = [], []
+    for lo in range(0, len(g_rows), chunk):
+        sl = slice(lo, lo + chunk)
+        res = solvers.solve_gd(design, data.Y, g_alpha[sl], g_lr[sl], spec.steps, g_rows[sl])
+        thetas.append(res.theta)
+        losses.append(res.loss)
+        if progress:
+            progress(len(res.loss), f"gd seed {seed}")
+    loss_g = torch.cat(losses)
+    gap = (loss_g - ref) / ref.abs().clamp_min(torch.finfo(torch.float64).tiny)
+    _append(
+        cols,
+        np.repeat(fam_of, n_lr),
+        np.repeat(scale_of, n_lr),
+        seed,
+        np.repeat(alpha_all, n_lr),
+        np.tile(np.asarray(spec.lrs, dtype=np.float64), len(label)),
+        "gd",
+        loss_g,
+        data.test_rmse(torch.cat(thetas)),
+        gap,
+        None,
+        None,
     )
 
 

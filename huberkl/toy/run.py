@@ -85,7 +85,6 @@ def build_spec(toy: DictConfig | dict, base_seed: int = 0) -> grid.GridSpec:
 def run_toy(cfg: DictConfig, out_dir: str | Path, *, console=None, progress: bool = True) -> dict:
     """Run the grid of ``cfg.toy``, write every output to ``out_dir``, return the summary."""
     import pandas as pd
-    import torch
 
     from huberkl.progress import progress_bar
 
@@ -100,16 +99,14 @@ def run_toy(cfg: DictConfig, out_dir: str | Path, *, console=None, progress: boo
     mem_fraction = float(toy.get("mem_fraction", 0.25))
     if not 0 < mem_fraction <= 1:
         raise InputError(f"toy.mem_fraction must be in (0, 1], got {mem_fraction}")
-    threads = toy.get("threads")
-    if threads is not None and _count("toy.threads", threads) < 1:
-        raise InputError(f"toy.threads must be >= 1 or null, got {threads}")
-    if threads is None and device.type == "cpu":
-        threads = grid.auto_threads()
+    threads = resolve_threads(toy.get("threads"))
+    cpu_budget_mb = resolve_cpu_budget(toy.get("cpu_budget_mb", 16))
     chunk = toy.get("chunk")
     if chunk is not None and _count("toy.chunk", chunk) < 1:
         raise InputError(f"toy.chunk must be >= 1 or null, got {chunk}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    _record_run(out, {"threads": threads, "device": str(device)})
 
     t0 = time.perf_counter()
     with (
@@ -122,6 +119,7 @@ def run_toy(cfg: DictConfig, out_dir: str | Path, *, console=None, progress: boo
             device=device,
             dtype=dtype,
             mem_fraction=mem_fraction,
+            cpu_budget_mb=cpu_budget_mb,
             chunk=chunk,
             progress=lambda n, label: bar.update(task, advance=n, description=label),
         )
@@ -145,7 +143,7 @@ def run_toy(cfg: DictConfig, out_dir: str | Path, *, console=None, progress: boo
     summary = {
         "device": str(device),
         "dtype": str(dtype).removeprefix("torch."),
-        "threads": threads if threads is not None else torch.get_num_threads(),
+        "threads": threads,
         "fits": res.fit_counts,
         "chunks": res.chunks,
         "seconds": {"total": seconds, "grid": t_grid, **res.seconds},
@@ -169,8 +167,37 @@ def run_toy(cfg: DictConfig, out_dir: str | Path, *, console=None, progress: boo
             p.name for p in (out / "results.csv", out / "optimal.csv", out / "fit.csv", *figures)
         ],
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_jsonable) + "\n")
+    (out / "summary.json").write_text(
+        json.dumps(summary, indent=2, default=_jsonable) + "\n", encoding="utf-8"
+    )
     return summary
+
+
+def resolve_threads(value: Any) -> int:
+    """``toy.threads``: a count >= 1, or null for :func:`grid.available_cores`. The count
+    is fixed by the config, not by how busy the machine is: float32 sums may round
+    differently with another thread count (see ``tests/test_toy_solvers.py``)."""
+    if value is None:
+        return grid.available_cores()
+    if _count("toy.threads", value) < 1:
+        raise InputError(f"toy.threads must be >= 1 or null, got {value}")
+    return int(value)
+
+
+def resolve_cpu_budget(value: Any) -> float:
+    """``toy.cpu_budget_mb``: MiB one solver call may hold on the CPU, a number > 0."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float))
+    if not (ok and math.isfinite(value) and value > 0):
+        raise InputError(f"toy.cpu_budget_mb must be a number > 0, got {value!r}")
+    return float(value)
+
+
+def _record_run(out: Path, extra: dict) -> None:
+    """Add ``extra`` to ``run.json`` in ``out`` (written by the CLI's setup), or create it."""
+    path = out / "run.json"
+    info = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    info.update(extra)
+    path.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
 
 
 def _jsonable(x: Any) -> Any:

@@ -1,6 +1,6 @@
 """Batched solvers for ``min_θ Σ_i H_α(y_i − a_iᵀθ)`` (Eq. 1 with the Huber loss, Eq. 4).
 
-Many fits share one design ``A`` (N, K): fit b uses label row ``Y[rows[b]]`` and its own
+Many fits share one design ``A`` (N, K) per seed: fit b uses label row ``Y[rows[b]]`` and its own
 α. Both solvers work in units of α: with ``u = (y − Aθ)/α`` the objective is
 ``α² Σ H_1(u)``, so the clamp is ``clamp(u, −1, 1)`` for every fit and float32 keeps its
 relative precision at any α.
@@ -62,74 +62,153 @@ def default_ftol(dtype: torch.dtype) -> float:
 
 @dataclass
 class Design:
-    """A shared design ``A`` (N, K) with what every Newton step reuses.
+    """The designs ``A`` (S, N, K) of S seeds, with what every Newton step reuses.
 
-    ``products`` (N, K(K+1)/2 + 1) holds ``a_i a_iᵀ`` (upper triangle) and a last column
+    ``products`` (S, N, K(K+1)/2 + 1) holds ``a_i a_iᵀ`` (upper triangle) and a last column
     of ones, so the Hessians of a whole batch and their counts of points in the quadratic
-    zone are one matrix product ``D @ products`` (B, K(K+1)/2 + 1).
+    zone are one batched matrix product ``D @ products`` (B, K(K+1)/2 + 1). Every seed
+    keeps its own x: a fit only ever meets the design of its own seed.
     """
 
-    A: Tensor
-    At: Tensor
-    products: Tensor
+    A: Tensor  # (S, N, K)
+    At: Tensor  # (S, K, N)
+    products: Tensor  # (S, N, P)
     sym: Tensor  # (K·K,) position in the upper triangle of every (i, j)
-    gram_chol: Tensor
+    gram_chol: Tensor  # (S, K, K)
 
     @classmethod
     def from_matrix(cls, A: Tensor) -> Design:
-        n, k = A.shape
+        """One design (N, K) or a stack of S designs (S, N, K)."""
+        A3 = A.unsqueeze(0) if A.dim() == 2 else A
+        _, n, k = A3.shape
         iu, ju = torch.triu_indices(k, k, device=A.device)
-        chol, info = torch.linalg.cholesky_ex(A.T @ A)
-        if int(info) != 0:
+        chol, info = torch.linalg.cholesky_ex(A3.mT @ A3)
+        if bool((info != 0).any()):
             raise InputError(
                 f"design matrix is rank deficient (N={n}, K={k}); need K distinct points"
             )
-        products = torch.cat([A[:, iu] * A[:, ju], A.new_ones(n, 1)], dim=1)
+        products = torch.cat([A3[:, :, iu] * A3[:, :, ju], A3.new_ones(A3.shape[0], n, 1)], dim=2)
         pos = torch.empty(k, k, dtype=torch.long, device=A.device)
         pos[iu, ju] = torch.arange(len(iu), device=A.device)
         pos[ju, iu] = pos[iu, ju]
-        return cls(A=A, At=A.T.contiguous(), products=products, sym=pos.reshape(-1), gram_chol=chol)
+        return cls(
+            A=A3,
+            At=A3.mT.contiguous(),
+            products=products,
+            sym=pos.reshape(-1),
+            gram_chol=chol,
+        )
 
     @property
     def k(self) -> int:
-        return self.A.shape[1]
+        return self.A.shape[2]
 
     @property
     def n(self) -> int:
+        return self.A.shape[1]
+
+    @property
+    def seeds(self) -> int:
         return self.A.shape[0]
 
     def unpack(self, flat: Tensor) -> Tensor:
         """(B, K(K+1)/2 [+ 1]) upper triangles [and count] -> (B, K, K) symmetric matrices."""
         return flat.index_select(1, self.sym).view(-1, self.k, self.k)
 
-    def factor(self, H: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
-        """Cholesky factors of (B, K, K) Hessians at scaled residuals ``u`` (B, N), and
-        whether each is the true Hessian (only those may certify convergence).
-
-        A singular Hessian (fewer than K points in the quadratic zone, i.e. α far below
-        the noise) is replaced by ``Aᵀ diag(w) A`` with ``w = 1`` inside and
-        ``_IRLS_WEIGHT/|u|`` outside: positive definite, and with weight 1 it is the IRLS
-        majoriser (Huber's loss lies below that weighted quadratic), so its step descends.
-        """
-        L, info = torch.linalg.cholesky_ex(H)
-        exact = info == 0
-        singular = (~exact).nonzero().squeeze(1)
-        if len(singular):
-            w = u.index_select(0, singular).abs().clamp_min(1).reciprocal_()
-            w = torch.where(w == 1, w, _IRLS_WEIGHT * w)
-            L_w, info_w = torch.linalg.cholesky_ex(self.unpack(w @ self.products))  # noqa: E501
-            L_w = torch.where((info_w != 0)[:, None, None], self.gram_chol.to(L.dtype), L_w)
-            L = L.index_copy(0, singular, L_w)
-        return L, exact
-
-    def least_squares(self, Y: Tensor) -> Tensor:
-        """(M, N) -> (M, K) ordinary least squares coefficients."""
-        return torch.cholesky_solve((Y @ self.A).T, self.gram_chol).T
+    def single(self) -> tuple[Tensor, Tensor]:
+        """``A`` (N, K) and ``Aᵀ`` (K, N) of a one-seed design."""
+        if self.seeds != 1:
+            raise ValueError(f"this needs a one-seed design, got {self.seeds} seeds")
+        return self.A[0], self.At[0]
 
     def residuals(self, Y: Tensor, theta: Tensor, rows: Tensor | None = None) -> Tensor:
-        """(M, N), (B, K) -> (B, N) ``Y[rows] − θ Aᵀ``."""
+        """One seed: (M, N), (B, K) -> (B, N) ``Y[rows] − θ Aᵀ``."""
         base = Y if rows is None else Y.index_select(0, rows)
-        return torch.addmm(base, theta, self.At, alpha=-1)
+        return torch.addmm(base, theta, self.single()[1], alpha=-1)
+
+
+def seed_mm(X: Tensor, sid: Tensor, mats: Tensor) -> Tensor:
+    """Row r of ``X`` (R, C) times ``mats[sid[r]]`` (C, D) -> (R, D), for rows of any seeds.
+
+    Rows are grouped by seed into a zero-padded (seeds present, most rows, C) batch for one
+    ``bmm``; one seed is a plain matrix product.
+    """
+    if mats.shape[0] == 1:
+        return X @ mats[0]
+    order = torch.argsort(sid, stable=True)
+    present, counts = torch.unique_consecutive(sid.index_select(0, order), return_counts=True)
+    block = torch.repeat_interleave(torch.arange(len(present), device=X.device), counts)
+    pos = torch.arange(len(order), device=X.device) - torch.repeat_interleave(
+        torch.cumsum(counts, 0) - counts, counts
+    )
+    pad = X.new_zeros(len(present), int(counts.max()), X.shape[1])
+    pad[block, pos] = X.index_select(0, order)
+    out = torch.bmm(pad, mats.index_select(0, present))[block, pos]
+    return torch.empty_like(out).index_copy_(0, order, out)
+
+
+@dataclass
+class _Blocks:
+    """The rows of a batch as blocks of ``m`` rows, block j on the design of seed
+    ``seeds[j]``: the matrix products of the Newton loop are then single ``bmm`` calls.
+    Only ``_newton`` pads blocks (with frozen rows) when it drops finished rows."""
+
+    seeds: Tensor  # (S_b,)
+    m: int
+    A: Tensor  # (S_b, N, K)
+    At: Tensor  # (S_b, K, N)
+    products: Tensor  # (S_b, N, P)
+    chol: Tensor  # (S_b, K, K)
+    sid: Tensor  # (S_b·m,) design seed of every row
+
+    @classmethod
+    def of(cls, design: Design, m: int, seeds: Tensor | None = None) -> _Blocks:
+        if seeds is None:  # every seed, in order: no copies
+            seeds = torch.arange(design.seeds, device=design.A.device)
+            mats = (design.A, design.At, design.products, design.gram_chol)
+        else:
+            mats = tuple(
+                t.index_select(0, seeds)
+                for t in (design.A, design.At, design.products, design.gram_chol)
+            )
+        return cls(seeds, m, *mats, sid=torch.repeat_interleave(seeds, m))
+
+    def mm(self, X: Tensor, mats: Tensor) -> Tensor:
+        """(S_b·m, C) rows times their block's ``mats`` (S_b, C, D) -> (S_b·m, D)."""
+        if mats.shape[0] == 1:  # one seed: a plain product (fewer small ops per step)
+            return X @ mats[0]
+        return torch.bmm(X.view(len(self.seeds), self.m, -1), mats).view(X.shape[0], -1)
+
+    def sub_(self, u: Tensor, d: Tensor) -> Tensor:
+        """``u −= d Aᵀ`` in place, every row with its own seed's design."""
+        nb = len(self.seeds)
+        if nb == 1:
+            return u.addmm_(d, self.At[0], alpha=-1)
+        u.view(nb, self.m, -1).baddbmm_(d.view(nb, self.m, -1), self.At, alpha=-1)
+        return u
+
+
+def _factor(design: Design, blocks: _Blocks, H: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+    """Cholesky factors of (B, K, K) Hessians at scaled residuals ``u`` (B, N), and
+    whether each is the true Hessian (only those may certify convergence).
+
+    A singular Hessian (fewer than K points in the quadratic zone, i.e. α far below
+    the noise) is replaced by ``Aᵀ diag(w) A`` with ``w = 1`` inside and
+    ``_IRLS_WEIGHT/|u|`` outside: positive definite, and with weight 1 it is the IRLS
+    majoriser (Huber's loss lies below that weighted quadratic), so its step descends.
+    """
+    L, info = torch.linalg.cholesky_ex(H)
+    exact = info == 0
+    singular = (~exact).nonzero().squeeze(1)
+    if len(singular):
+        sid = blocks.sid.index_select(0, singular)
+        w = u.index_select(0, singular).abs().clamp_min(1).reciprocal_()
+        w = torch.where(w == 1, w, _IRLS_WEIGHT * w)
+        L_w, info_w = torch.linalg.cholesky_ex(design.unpack(seed_mm(w, sid, design.products)))
+        gram = design.gram_chol.index_select(0, sid).to(L.dtype)
+        L_w = torch.where((info_w != 0)[:, None, None], gram, L_w)
+        L = L.index_copy(0, singular, L_w)
+    return L, exact
 
 
 def huber_sum(u: Tensor, psi: Tensor | None = None) -> Tensor:
@@ -163,6 +242,7 @@ class ExactResult:
 
 def _derivatives(
     design: Design,
+    blocks: _Blocks,
     u: Tensor,
     with_objective: bool = True,
     psi: Tensor | None = None,
@@ -173,13 +253,14 @@ def _derivatives(
     ``psi`` and ``inside`` (B, N): optional buffers (``psi`` is left holding ``ψ(u)``)."""
     psi = torch.clamp(u, -1, 1, out=torch.empty_like(u) if psi is None else psi)
     inside = torch.empty_like(u) if inside is None else inside
-    flat = torch.abs(u, out=inside).le_(1) @ design.products  # |u| <= 1, i.e. ψ == u
+    flat = blocks.mm(torch.abs(u, out=inside).le_(1), blocks.products)  # |u| <= 1: ψ == u
     F = huber_sum(u, psi) if with_objective else None
-    return psi @ design.A, design.unpack(flat), F, flat[:, -1]
+    return blocks.mm(psi, blocks.A), design.unpack(flat), F, flat[:, -1]
 
 
 def _newton(
     design: Design,
+    blocks: _Blocks,
     u: Tensor,
     g: Tensor,
     H: Tensor,
@@ -207,7 +288,9 @@ def _newton(
     (``Σ|u| <= Σ H_1(u) + N/2``), so only absurd steps of a near-singular Hessian are cut.
     ``buffers``: optional ``(ψ(u), scratch)`` (B, N) workspaces, overwritten (fresh
     (B, N) pages cost a pass each); ``u`` may be swapped with the scratch when finished
-    rows are dropped.
+    rows are dropped. ``blocks``: which seed's design each row of ``u`` uses; when finished
+    rows are dropped, every block keeps its live rows and is padded to the longest with
+    frozen copies (seeds converge alike, so the padding is small).
     Returns φ (B, K), relative decrement (B,), iterations (B,), converged (B,) and the
     objective ``Σ H_1`` at the end (B,).
     """
@@ -233,7 +316,7 @@ def _newton(
     psi = psi_buf
     frozen = torch.zeros(b, dtype=torch.bool, device=device)
     n_frozen = 0
-    L, exact = design.factor(H, u)
+    L, exact = _factor(design, blocks, H, u)
     d = torch.cholesky_solve(g.unsqueeze(-1), L).squeeze(-1)
     dec = (g * d).sum(-1)  # λ²; the predicted decrease is λ²/2
     it = 0
@@ -261,20 +344,21 @@ def _newton(
         if n_frozen == len(u):
             break
         if n_frozen >= _COMPACT * len(u):  # drop finished rows from the batch
-            keep = (~frozen).nonzero().squeeze(1)
-            phi, d, dec, g, L, exact, count, idx, half_inv_F, cap = (
-                t.index_select(0, keep)
-                for t in (phi, d, dec, g, L, exact, count, idx, half_inv_F, cap)
-            )
-            # ψ and the scratch are rewritten before they are read again: no copies
-            m = len(keep)
-            u, inside = torch.index_select(u, 0, keep, out=inside[:m]), u[:m]
-            psi = None if psi is None else psi[:m]
-            frozen = frozen.index_select(0, keep)
-            n_frozen = 0
-        elif n_frozen:
+            packed = _pack(blocks, frozen)
+            if packed is not None:
+                keep, frozen, blocks = packed
+                phi, d, dec, g, L, exact, count, idx, half_inv_F, cap = (
+                    t.index_select(0, keep)
+                    for t in (phi, d, dec, g, L, exact, count, idx, half_inv_F, cap)
+                )
+                # ψ and the scratch are rewritten before they are read again: no copies
+                m = len(keep)
+                u, inside = torch.index_select(u, 0, keep, out=inside[:m]), u[:m]
+                psi = None if psi is None else psi[:m]
+                n_frozen = int(frozen.sum())
+        if n_frozen:
             d = d.masked_fill(frozen[:, None], 0.0)
-        length = (d @ design.gram_chol).norm(dim=-1)  # ‖Ad‖₂, as G = LLᵀ
+        length = blocks.mm(d, blocks.chol).norm(dim=-1)  # ‖Ad‖₂, as G = LLᵀ
         shrink = (cap / length).clamp_(max=1)
         d, length = d * shrink[:, None], length * shrink
         # slope tolerance: the rounding of dᵀAᵀψ (at most eps·‖Ad‖₁ <= eps·√N·‖Ad‖₂) and
@@ -284,28 +368,59 @@ def _newton(
         trusted = exact & (count >= _TRUSTED * k) & (shrink == 1)
         tol = torch.where(trusted, _OVERSHOOT * dec, tol)
 
-        u.addmm_(d, design.At, alpha=-1)  # full step, t = 1
+        blocks.sub_(u, d)  # full step, t = 1
         if psi is None:
             psi = torch.empty_like(u)
         torch.clamp(u, -1, 1, out=psi)
-        g = psi @ design.A
+        g = blocks.mm(psi, blocks.A)
         overshot = (d * g).sum(-1) < -tol
         step = d
         if bool(overshot.any()):
-            step, g = _backtrack(design, u, psi, g, d, dec, overshot, tol, origin, idx, phi)
+            step, g = _backtrack(
+                design, blocks.sid, u, psi, g, d, dec, overshot, tol, origin, idx, phi
+            )
         phi += step
         it += 1
         torch.abs(u, out=inside).le_(1)  # the Hessian at the new point, and its count
-        flat = inside @ design.products
+        flat = blocks.mm(inside, blocks.products)
         count = flat[:, -1]
-        L, exact = design.factor(design.unpack(flat), u)
+        L, exact = _factor(design, blocks, design.unpack(flat), u)
         d = torch.cholesky_solve(g.unsqueeze(-1), L).squeeze(-1)
         dec = (g * d).sum(-1)
     return out_phi, out_gap, out_iters, out_conv, out_F
 
 
+def _pack(blocks: _Blocks, frozen: Tensor) -> tuple[Tensor, Tensor, _Blocks] | None:
+    """Rows to keep when finished rows are dropped: every block's live rows first, blocks
+    without any dropped, all padded to the longest with copies of their first live row
+    (frozen). None when that would not shrink the batch by ``_COMPACT``."""
+    nb, m = len(blocks.seeds), blocks.m
+    if nb == 1:  # one seed: the live rows, no padding
+        keep = (~frozen).nonzero().squeeze(1)
+        mats = (blocks.A, blocks.At, blocks.products, blocks.chol)
+        new = _Blocks(blocks.seeds, len(keep), *mats, sid=blocks.sid[: len(keep)])
+        return keep, frozen.new_zeros(len(keep)), new
+    live = (~frozen).view(nb, m)
+    counts = live.sum(1)
+    kept = (counts > 0).nonzero().squeeze(1)
+    m2 = int(counts.max())
+    if len(kept) * m2 > (1 - _COMPACT) * nb * m:
+        return None
+    order = torch.argsort(frozen.view(nb, m)[kept].to(torch.uint8), dim=1, stable=True)[:, :m2]
+    pad = torch.arange(m2, device=frozen.device) >= counts[kept][:, None]
+    order = torch.where(pad, order[:, :1], order)
+    keep = (kept[:, None] * m + order).reshape(-1)
+    mats = (blocks.A, blocks.At, blocks.products, blocks.chol)
+    if len(kept) < nb:  # some seeds are done: their designs leave the batch
+        mats = tuple(t.index_select(0, kept) for t in mats)
+    seeds = blocks.seeds[kept]
+    new = _Blocks(seeds, m2, *mats, sid=torch.repeat_interleave(seeds, m2))
+    return keep, pad.reshape(-1), new
+
+
 def _backtrack(
     design: Design,
+    sid: Tensor,
     u: Tensor,
     psi: Tensor,
     g: Tensor,
@@ -328,8 +443,9 @@ def _backtrack(
     """
     rows = bad.nonzero().squeeze(1)
     d_r, lam2, tol_r = d.index_select(0, rows), dec.index_select(0, rows), tol.index_select(0, rows)
-    u_old = torch.addmm(origin(idx[rows]), phi.index_select(0, rows), design.At, alpha=-1)
-    Ad = d_r @ design.At  # (R, N); u(t) = u_old − t·Ad
+    sid_r = sid.index_select(0, rows)
+    u_old = origin(idx[rows]).sub_(seed_mm(phi.index_select(0, rows), sid_r, design.At))
+    Ad = seed_mm(d_r, sid_r, design.At)  # (R, N); u(t) = u_old − t·Ad
     s_hi = -(d_r * g.index_select(0, rows)).sum(-1)  # slope at t = 1
     t_hi = torch.ones_like(lam2)
     t_out = torch.ones_like(lam2)
@@ -337,15 +453,17 @@ def _backtrack(
     kept = []  # (row ids, u, ψ, g) of the steps taken, written back at the end
     for j in range(_BACKTRACKS):
         if todo is None:
-            base, ad, dd, lam, tl = u_old, Ad, d_r, lam2, tol_r
+            base, ad, dd, lam, tl, sd = u_old, Ad, d_r, lam2, tol_r, sid_r
         else:
-            base, ad, dd, lam, tl = (x.index_select(0, todo) for x in (u_old, Ad, d_r, lam2, tol_r))
+            base, ad, dd, lam, tl, sd = (
+                x.index_select(0, todo) for x in (u_old, Ad, d_r, lam2, tol_r, sid_r)
+            )
         t = t_hi * lam / (lam + s_hi)  # secant between (0, −λ²) and (t_hi, s_hi)
         if j % 3 == 2:
             t = 0.5 * t_hi
         trial = torch.addcmul(base, t[:, None], ad, value=-1)
         psi_t = trial.clamp(-1, 1)
-        g_t = psi_t @ design.A
+        g_t = seed_mm(psi_t, sd, design.A)
         slope = -(dd * g_t).sum(-1)
         take = (slope <= tl) | (j == _BACKTRACKS - 1)
         ids = torch.arange(len(rows), device=u.device) if todo is None else todo
@@ -370,23 +488,33 @@ def _backtrack(
 
 
 def robust_start(design: Design, Y: Tensor, ftol: float, max_iter: int = 100) -> Tensor:
-    """(M, N) -> (M, K): a Huber fit with α0 = 1.345·1.4826·MAD of the OLS residuals.
+    """(S, M, N) label rows of every seed -> (S, M, K): a Huber fit with
+    α0 = 1.345·1.4826·MAD of the OLS residuals.
 
     It is within O(σ/√N) of the minimiser for every α, so each fit of the grid starts
     next to its answer and Newton needs only a few steps; label rows are few (families ×
-    scales), so this costs a small fraction of the grid.
+    scales per seed), so this costs a small fraction of the grid.
     """
-    theta = design.least_squares(Y)
-    r = design.residuals(Y, theta)
+    s, m, n = Y.shape
+    rhs = torch.bmm(Y, design.A).mT  # (S, K, M)
+    theta = torch.cholesky_solve(rhs, design.gram_chol).mT  # ordinary least squares
+    r = torch.baddbmm(Y, theta, design.At, alpha=-1).view(s * m, n)
     spread = r.abs().median(dim=1).values * _MAD_TO_SIGMA
-    floor = torch.finfo(Y.dtype).eps * (1 + Y.abs().amax(dim=1))
+    floor = torch.finfo(Y.dtype).eps * (1 + Y.abs().amax(dim=2).view(-1))
     a0 = torch.maximum(_START_ALPHA * spread, floor)
     u = r / a0[:, None]
     u0 = u.clone()
+    blocks = _Blocks.of(design, m)
     phi = _newton(
-        design, u, *_derivatives(design, u), ftol, max_iter, lambda i: u0.index_select(0, i)
+        design,
+        blocks,
+        u,
+        *_derivatives(design, blocks, u),
+        ftol,
+        max_iter,
+        lambda i: u0.index_select(0, i),
     )[0]
-    return theta + a0[:, None] * phi
+    return theta + (a0[:, None] * phi).view(s, m, -1)
 
 
 def _waves(rows: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor, list[Tensor]]:
@@ -414,71 +542,101 @@ def solve_exact(
     ftol: float | None = None,
     max_iter: int = 100,
 ) -> ExactResult:
-    """Exact Huber fits: fit b minimises ``Σ_i H_{α_b}(Y[rows_b, i] − a_iᵀθ)``.
+    """Exact Huber fits: fit b of seed s minimises ``Σ_i H_{α_b}(Y[s, rows_b, i] − a_siᵀθ)``.
 
-    ``Y`` (M, N) label rows, ``alpha`` (B,), ``rows`` (B,) label row per fit (default: fit b
-    uses row b), ``theta0`` (B, K) optional start for every fit.
+    ``Y`` (S, M, N) label rows of the S seeds of ``design`` (or (M, N) for a one-seed
+    design), ``alpha`` (B,), ``rows`` (B,) label row per fit (default: fit b uses row b),
+    the same fits for every seed; ``theta0`` (S, B, K) (or (B, K)) optional start for
+    every fit. Results are (S, B, ...) (or (B, ...)): every seed's fits in one batch, each
+    on its own seed's design.
 
     Without ``theta0`` the fits of a label row are solved in waves of decreasing α, every
-    label row in one batch per wave: wave 0 starts from :func:`robust_start`, and each
-    later wave from the same row's minimiser at the next larger α, which is so close that
-    one Newton step usually lands on the new minimiser (about 1 step per fit instead of 2-3
-    from a shared start). Each answer is still certified by its own Newton decrement; only
-    its starting point depends on the other fits of its row.
+    label row of every seed in one batch per wave: wave 0 starts from
+    :func:`robust_start`, and each later wave from the same row's minimiser at the next
+    larger α, which is so close that one Newton step usually lands on the new minimiser
+    (about 1 step per fit instead of 2-3 from a shared start). Each answer is still
+    certified by its own Newton decrement; only its starting point depends on the other
+    fits of its row.
     """
+    one = Y.dim() == 2
+    Y3 = Y.unsqueeze(0) if one else Y
+    s_n, _, n = Y3.shape
+    if s_n != design.seeds:
+        raise ValueError(f"Y holds {s_n} seeds, the design {design.seeds}")
     ftol = default_ftol(Y.dtype) if ftol is None else ftol
     alpha = torch.as_tensor(alpha, dtype=Y.dtype, device=Y.device).reshape(-1)
     if rows is None:
-        rows = torch.arange(Y.shape[0], device=Y.device)
+        rows = torch.arange(Y3.shape[1], device=Y.device)
     b = len(alpha)
-    theta = Y.new_zeros(b, design.k)
-    F_end, gap = Y.new_zeros(b), Y.new_zeros(b)
-    iters = torch.zeros(b, dtype=torch.long, device=Y.device)
-    conv = torch.zeros(b, dtype=torch.bool, device=Y.device)
+    theta = Y.new_zeros(s_n, b, design.k)
+    F_end, gap = Y.new_zeros(s_n, b), Y.new_zeros(s_n, b)
+    iters = torch.zeros(s_n, b, dtype=torch.long, device=Y.device)
+    conv = torch.zeros(s_n, b, dtype=torch.bool, device=Y.device)
     if theta0 is not None:
-        sub, label_of, waves = Y, rows, [torch.arange(b, device=Y.device)]
+        start0 = theta0.unsqueeze(0) if one else theta0
+        sub, label_of, waves = Y3, rows, [torch.arange(b, device=Y.device)]
     else:
         used, label_of, waves = _waves(rows, alpha)
-        sub = Y.index_select(0, used)
-        prev = robust_start(design, sub, ftol, max_iter)  # (m, K): the start of wave 0
-        prev_alpha, prev_F = Y.new_ones(len(used)), Y.new_ones(len(used))
+        sub = Y3.index_select(1, used)
+        prev = robust_start(design, sub, ftol, max_iter)  # (S, m, K): the start of wave 0
+        prev_alpha, prev_F = Y.new_ones(s_n, len(used)), Y.new_ones(s_n, len(used))
+    m_sub = sub.shape[1]
+    sub_flat = sub.reshape(s_n * m_sub, n)
+    seed_base = torch.arange(s_n, device=Y.device)[:, None] * m_sub
     # (B, N) workspaces shared by the waves: u, ψ(u), scratch
-    work = Y.new_empty(3, max((len(f) for f in waves), default=0), design.n)
+    work = Y.new_empty(3, s_n * max((len(f) for f in waves), default=0), n)
+    blocks_of: dict[int, _Blocks] = {}
     for w, fits in enumerate(waves):
         label, a = label_of[fits], alpha[fits]
-        start = theta0[fits] if theta0 is not None else prev.index_select(0, label)
         nb = len(fits)
-        u = torch.index_select(sub, 0, label, out=work[0, :nb])
-        u.addmm_(start, design.At, alpha=-1).div_(a[:, None])
-        psi_w, inside_w = work[1, :nb], work[2, :nb]
+        start = (start0 if theta0 is not None else prev).index_select(
+            1, fits if theta0 is not None else label
+        )  # (S, nb, K)
+        if s_n == 1:
+            y_rows, a_rows = label, a
+        else:
+            y_rows = (seed_base + label[None, :]).reshape(-1)  # row of every fit in sub_flat
+            a_rows = a.repeat(s_n)
+        if nb not in blocks_of:
+            blocks_of[nb] = _Blocks.of(design, nb)
+        blocks = blocks_of[nb]
+        u = torch.index_select(sub_flat, 0, y_rows, out=work[0, : s_n * nb])
+        blocks.sub_(u, start.reshape(-1, design.k)).div_(a_rows[:, None])
+        psi_w, inside_w = work[1, : s_n * nb], work[2, : s_n * nb]
         g, H, F, count = _derivatives(
-            design, u, theta0 is not None or w == 0, psi=psi_w, inside=inside_w
+            design, blocks, u, theta0 is not None or w == 0, psi=psi_w, inside=inside_w
         )
         if F is None:
             # Σ H_1(r/α) at the previous α' minimiser lies within a factor α'/α of this at
             # the same point; it only sets the scale of the relative convergence test.
-            F = prev_F.index_select(0, label) * (prev_alpha.index_select(0, label) / a)
+            F = (prev_F.index_select(1, label) * (prev_alpha.index_select(1, label) / a)).view(-1)
+        start_flat = start.reshape(-1, design.k)
 
-        def origin(i: Tensor, start=start, label=label, a=a) -> Tensor:
-            return design.residuals(sub, start[i], label[i]).div_(a[i, None])
+        def origin(i: Tensor, start=start_flat, y_rows=y_rows, a=a_rows, sid=blocks.sid) -> Tensor:
+            base = sub_flat.index_select(0, y_rows[i])
+            return base.sub_(seed_mm(start[i], sid[i], design.At)).div_(a[i, None])
 
         phi, gap_w, it_w, conv_w, F_w = _newton(
-            design, u, g, H, F, count, ftol, max_iter, origin, (psi_w, inside_w)
+            design, blocks, u, g, H, F, count, ftol, max_iter, origin, (psi_w, inside_w)
         )
-        theta_w = start + a[:, None] * phi
-        theta[fits], F_end[fits], gap[fits], iters[fits], conv[fits] = (
-            theta_w,
-            F_w,
-            gap_w,
-            it_w,
-            conv_w,
-        )
+        theta_w = (start_flat + a_rows[:, None] * phi).view(s_n, nb, -1)
+        for out, value in (
+            (theta, theta_w),
+            (F_end, F_w),
+            (gap, gap_w),
+            (iters, it_w),
+            (conv, conv_w),
+        ):
+            out.index_copy_(1, fits, value.view(s_n, nb, *out.shape[2:]))
         if theta0 is None:
-            prev.index_copy_(0, label, theta_w)
-            prev_alpha.index_copy_(0, label, a)
-            prev_F.index_copy_(0, label, F_w)
+            prev.index_copy_(1, label, theta_w)
+            prev_alpha.index_copy_(1, label, a.expand(s_n, nb))
+            prev_F.index_copy_(1, label, F_w.view(s_n, nb))
     loss = alpha.double() ** 2 * F_end.double()
-    return ExactResult(theta=theta, loss=loss, gap=gap.double(), iters=iters, converged=conv)
+    out = ExactResult(theta=theta, loss=loss, gap=gap.double(), iters=iters, converged=conv)
+    if one:
+        out = ExactResult(*(t[0] for t in (out.theta, out.loss, out.gap, out.iters, out.converged)))
+    return out
 
 
 @dataclass
@@ -499,14 +657,15 @@ def solve_gd(
     """
     if rows is None:
         rows = torch.arange(Y.shape[0], device=Y.device)
+    A, At = design.single()
     u = Y.index_select(0, rows).div_(alpha[:, None])  # (B, N), θ = 0
     phi = u.new_zeros(u.shape[0], design.k)
     psi = torch.empty_like(u)
     coef = (lr / design.n)[:, None]
     for _ in range(steps):
         torch.clamp(u, -1, 1, out=psi)
-        g = (psi @ design.A).mul_(coef)
+        g = (psi @ A).mul_(coef)
         phi += g
-        u.addmm_(g, design.At, alpha=-1)
+        u.addmm_(g, At, alpha=-1)
     theta = alpha[:, None] * phi
     return GDResult(theta=theta, loss=objective(design, Y, theta, alpha, rows))
