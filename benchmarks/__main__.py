@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     console.print(table)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(rows, indent=2, default=str) + "\n")
+    out.write_text(json.dumps(rows, indent=2, default=str) + "\n", encoding="utf-8")
     console.print(f"wrote {out}")
     return 1 if failed else 0
 

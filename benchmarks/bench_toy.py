@@ -88,6 +88,7 @@ def _scipy_loop(design, data, rows, alpha, threads: int) -> tuple[np.ndarray, fl
             capture_output=True,
             text=True,
             env=env,
+            encoding="utf-8",
         )
     out = json.loads(res.stdout)
     return np.asarray(out["costs"]), out["seconds"] / len(rows)
@@ -216,7 +217,7 @@ def _cli(args: list[str], out: Path) -> tuple[float, dict]:
     exe = Path(sys.executable).with_name("huberkl")
     cmd = [str(exe) if exe.exists() else "huberkl", "toy", "--out", str(out), *args]
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    subprocess.run(cmd, check=True, capture_output=True, text=True, encoding="utf-8")
     wall = time.perf_counter() - t0
     return wall, json.loads((out / "summary.json").read_text(encoding="utf-8"))
 
@@ -266,7 +267,12 @@ def _peak_rss_of(chunk: int) -> float:
     )
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
     res = subprocess.run(
-        [sys.executable, "-c", code], check=True, capture_output=True, text=True, env=env
+        [sys.executable, "-c", code],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        encoding="utf-8",
     )
     return float(res.stdout.strip().splitlines()[-1])
 

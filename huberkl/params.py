@@ -193,7 +193,9 @@ def load_preset(name: str) -> Preset:
     if name not in known:
         raise InputError(f"unknown preset {name!r}; allowed: {', '.join(known)}")
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: faster
-    return Preset.from_mapping(yaml.load((PARAMS_DIR / f"{name}.yaml").read_text(), Loader=loader))
+    return Preset.from_mapping(
+        yaml.load((PARAMS_DIR / f"{name}.yaml").read_text(encoding="utf-8"), Loader=loader)
+    )
 
 
 def resolve_preset(params: str | Path | Preset | Mapping[str, Any]) -> Preset:

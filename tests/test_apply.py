@@ -453,6 +453,7 @@ def test_library_path_imports_no_hydra_typer_pandas_matplotlib(tmp_path: Path) -
         cwd=ROOT,
         check=True,
         timeout=300,
+        encoding="utf-8",
     )
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr
 

@@ -108,6 +108,7 @@ def test_console_entry_point_exit_code_in_a_real_process(tmp_path):
         text=True,
         cwd=tmp_path,
         timeout=120,
+        encoding="utf-8",
     )
     assert proc.returncode == 2, proc.stderr
     assert "alpha" in one_error_line(proc.stderr)
@@ -126,7 +127,12 @@ def test_a_bug_keeps_its_traceback_and_a_nonzero_code(tmp_path):
         "main()\n"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        encoding="utf-8",
     )
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" in proc.stderr and "ValueError: an internal inconsistency" in proc.stderr

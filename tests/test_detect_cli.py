@@ -179,7 +179,9 @@ def test_multirun_submitit_local(data_root, tmp_path):
         "seed=0,1",
         *tiny(data_root, "detect.iters=1", "detect.eval=false"),
     ]
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, encoding="utf-8"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name[0].isdigit())
     assert len(jobs) == 2
@@ -208,6 +210,7 @@ def test_sigterm_to_the_process_group_with_a_loader_worker(data_root, tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        encoding="utf-8",
         start_new_session=True,  # its own process group, as a job under a scheduler
     )
     csv_path = out / "losses.csv"
@@ -230,6 +233,7 @@ def test_sigterm_to_the_process_group_with_a_loader_worker(data_root, tmp_path):
         capture_output=True,
         text=True,
         timeout=120,
+        encoding="utf-8",
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "resuming from" in done.stderr

@@ -44,7 +44,7 @@ def _coco(tmp: Path, anns: list[dict] | None = None, images: list[dict] | None =
             {"id": 7, "image_id": 11, "category_id": 42, "bbox": [0, 0, 4, 4]},
         ]  # image 12 has no boxes
     data = {"images": images, "annotations": anns, "categories": CATS}
-    (tmp / "ann.json").write_text(json.dumps(data))
+    (tmp / "ann.json").write_text(json.dumps(data), encoding="utf-8")
     return tmp
 
 
@@ -144,7 +144,7 @@ def test_reads_a_synthesized_set_without_skips(tmp_path):
     assert train.train and not val.train
     assert len(train) == 4 and len(val) == 2 and val.num_classes == len(synth.CLASSES)
     assert train.skipped == {"crowd": 0, "degenerate": 0, "empty_images": 0}
-    gt = json.loads(paths["val_ann"].read_text())["annotations"]
+    gt = json.loads(paths["val_ann"].read_text(encoding="utf-8"))["annotations"]
     _, target = val[0]
     xywh = [a["bbox"] for a in gt if a["image_id"] == target["image_id"]]
     expect = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in xywh], dtype=torch.float32)
@@ -158,7 +158,7 @@ def _break(tmp: Path, how: str) -> tuple[Path, Path, str]:
     """A broken split; returns (image dir, annotation file, the file the error must name)."""
     root = _coco(tmp)
     ann, img = root / "ann.json", root / "img"
-    data = json.loads(ann.read_text())
+    data = json.loads(ann.read_text(encoding="utf-8"))
     if how == "missing image file":
         (img / "b.png").unlink()
         return img, ann, str(img / "b.png")
@@ -167,9 +167,9 @@ def _break(tmp: Path, how: str) -> tuple[Path, Path, str]:
     if how == "missing annotation file":
         return img, root / "nope.json", str(root / "nope.json")
     if how == "malformed JSON":
-        ann.write_text(ann.read_text()[:-5])
+        ann.write_text(ann.read_text(encoding="utf-8")[:-5], encoding="utf-8")
     elif how == "not COCO":
-        ann.write_text(json.dumps({"images": []}))
+        ann.write_text(json.dumps({"images": []}), encoding="utf-8")
     elif how == "empty split":
         data["images"], data["annotations"] = [], []
     elif how == "unknown category":
@@ -179,7 +179,7 @@ def _break(tmp: Path, how: str) -> tuple[Path, Path, str]:
     elif how == "bad bbox":
         data["annotations"][0]["bbox"] = [1, 2, 3]
     if how not in ("malformed JSON", "not COCO"):
-        ann.write_text(json.dumps(data))
+        ann.write_text(json.dumps(data), encoding="utf-8")
     return img, ann, str(ann)
 
 

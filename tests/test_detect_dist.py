@@ -78,7 +78,9 @@ def test_torchrun_two_gloo_processes(tmp_path):
         "detect.ckpt_every=2",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240, encoding="utf-8"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     files = sorted(p.name for p in out.iterdir())
@@ -155,7 +157,9 @@ def test_two_ranks_train_what_one_process_trains_on_the_global_batch(tmp_path):
         "detect.batch_size=2",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240, encoding="utf-8"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rank0, rank1 = (torch.load(out / f"rank{r}.pt") for r in (0, 1))
     torch.manual_seed(0)  # seed + rank 0, as the engine seeds before building the model

@@ -319,7 +319,7 @@ def test_weights_from_another_architecture_name_the_file(tmp_path) -> None:
     with pytest.raises(InputError, match=r"five\.pt.*shape mismatch"):
         load_weights(frcnn, five)
     junk = tmp_path / "junk.pt"
-    junk.write_text("not a checkpoint")
+    junk.write_text("not a checkpoint", encoding="utf-8")
     with pytest.raises(InputError, match=r"junk\.pt.*not a readable"):
         load_weights(frcnn, junk)
     with pytest.raises(InputError, match=r"nope\.pt.*does not exist"):

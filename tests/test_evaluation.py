@@ -20,12 +20,12 @@ def val(tmp_path_factory) -> CocoDetection:
     """A small synthetic val split with sparse category ids (10, 20, ...)."""
     root = tmp_path_factory.mktemp("eval")
     paths = synth.synthesize(root, images=1, val_images=12, size=96, seed=2)
-    data = json.loads(paths["val_ann"].read_text())
+    data = json.loads(paths["val_ann"].read_text(encoding="utf-8"))
     for cat in data["categories"]:
         cat["id"] *= 10
     for ann in data["annotations"]:
         ann["category_id"] *= 10
-    paths["val_ann"].write_text(json.dumps(data))
+    paths["val_ann"].write_text(json.dumps(data), encoding="utf-8")
     return CocoDetection(paths["val_images"], paths["val_ann"])
 
 
@@ -113,8 +113,8 @@ def test_evaluate_maps_labels_and_writes_files(val, tmp_path):
     loader = DataLoader(val, batch_size=5, collate_fn=collate_fn)
     metrics = evaluate(Oracle(val), loader, val.coco, "cpu", val.label_to_cat_id, out_dir=tmp_path)
     torch.testing.assert_close(metrics["AP"], 1.0)
-    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
-    rows = json.loads((tmp_path / "detections.json").read_text())
+    assert json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8")) == metrics
+    rows = json.loads((tmp_path / "detections.json").read_text(encoding="utf-8"))
     assert len(rows) == len(val.coco.dataset["annotations"])
     assert {r["category_id"] for r in rows} <= {10, 20, 30, 40, 50}
     assert set(rows[0]) == {"image_id", "category_id", "bbox", "score"}

@@ -129,9 +129,11 @@ def test_losses_command_writes_figure_csv_config_and_seed(tmp_path, monkeypatch,
     cli.main()
     names = {p.name for p in out.iterdir()}
     assert {"figure1.png", "figure1.pdf", "figure1.csv", "config.yaml", "run.json"} <= names
-    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    cfg = yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8"))
     assert cfg["losses"]["alphas"] == ALPHAS and cfg["losses"]["num_points"] == 9
-    assert cfg["seed"] == 3 and json.loads((out / "run.json").read_text())["seed"] == 3
+    assert (
+        cfg["seed"] == 3 and json.loads((out / "run.json").read_text(encoding="utf-8"))["seed"] == 3
+    )
     csv = pd.read_csv(out / "figure1.csv")
     pd.testing.assert_frame_equal(csv, figure1.compute(ALPHAS, num_points=9), check_exact=True)
     assert "figure1.png" in capsys.readouterr().out

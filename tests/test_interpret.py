@@ -408,6 +408,7 @@ def test_bad_input_one_line_exit_2(args: list[str], named: str) -> None:
         capture_output=True,
         text=True,
         timeout=60,
+        encoding="utf-8",
     )
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
@@ -423,7 +424,9 @@ def test_preset_all_loads_no_heavy_modules() -> None:
         "if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, encoding="utf-8"
+    )
     assert proc.returncode == 0, proc.stderr
     assert "HEAVY []" in proc.stdout, proc.stdout[-300:]
 

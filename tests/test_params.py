@@ -95,7 +95,7 @@ def test_torchvision_presets_match_the_installed_torchvision() -> None:
 
 @pytest.mark.parametrize("path", sorted(PARAMS_DIR.glob("*.yaml")), ids=lambda p: p.stem)
 def test_yaml_schema(path: Path) -> None:
-    data = yaml.safe_load(path.read_text())
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
     assert set(data) == {"name", "title", "source", "form", "stages"}
     assert data["name"] == path.stem and data["form"] in FORMS and data["source"]
     assert set(data["stages"]) <= set(STAGES)

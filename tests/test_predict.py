@@ -106,9 +106,9 @@ def test_cli_writes_detections_and_drawn_images(
 def test_bad_input_is_one_line_exit_2(checkpoint, data_root, tmp_path, monkeypatch, capsys):
     img = next((data_root / "images" / "val").glob("*.png"))
     junk = tmp_path / "junk.png"
-    junk.write_text("not an image")
+    junk.write_text("not an image", encoding="utf-8")
     text = tmp_path / "notes.txt"
-    text.write_text("x")
+    text.write_text("x", encoding="utf-8")
     empty = tmp_path / "empty"
     empty.mkdir()
     other = tmp_path / "other.pt"

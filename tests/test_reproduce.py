@@ -82,29 +82,34 @@ def _fake_outputs(root: Path, steps, ap: dict[str, float]) -> None:
         d = root / s.name
         d.mkdir(parents=True)
         (d / ".done.json").write_text(
-            json.dumps({"key": s.key(), "argv": s.argv(d), "seconds": 12.0})
+            json.dumps({"key": s.key(), "argv": s.argv(d), "seconds": 12.0}), encoding="utf-8"
         )
-        (d / "config.yaml").write_text("seed: 0\n")
+        (d / "config.yaml").write_text("seed: 0\n", encoding="utf-8")
         if s.name in ap:
             v = ap[s.name]
-            (d / "metrics.json").write_text(json.dumps({"AP": v, "AP50": min(1, 2 * v), "AP75": v}))
+            (d / "metrics.json").write_text(
+                json.dumps({"AP": v, "AP50": min(1, 2 * v), "AP75": v}), encoding="utf-8"
+            )
     png = b"\x89PNG\r\n\x1a\n" + b"0" * 16
     (root / "figure1" / "figure1.png").write_bytes(png)
     (root / "figure1" / "figure1.csv").write_text(
-        "alpha,x,huber,lower,upper,d_huber,d_lower,d_upper\n1,0.5,0.125,0.1065,0.1361,0.5,0.39,0.63\n"
+        "alpha,x,huber,lower,upper,d_huber,d_lower,d_upper\n1,0.5,0.125,0.1065,0.1361,0.5,0.39,0.63\n",
+        encoding="utf-8",
     )
     out = subprocess.run(
         [sys.executable, "-m", "huberkl.cli", "interpret", "--preset", "all", "--format", "json"],
         capture_output=True,
         text=True,
         check=True,
+        encoding="utf-8",
     ).stdout
-    (root / "tables12" / "stdout.txt").write_text(out)
+    (root / "tables12" / "stdout.txt").write_text(out, encoding="utf-8")
     (root / "figure2" / "figure2.png").write_bytes(png)
     (root / "figure2" / "fit.csv").write_text(
         "solver,noise,slope,intercept,r2,theory_slope,scales,artefacts\n"
         "exact,cauchy,0.4,0.01,0.97,0.395,8,0\ngd,cauchy,0.5,0.2,0.5,0.395,8,3\n"
-        "exact,laplace,0.05,0.0,0.3,0.0,8,0\n"
+        "exact,laplace,0.05,0.0,0.3,0.0,8,0\n",
+        encoding="utf-8",
     )
 
 
@@ -117,7 +122,7 @@ def test_report_reads_every_step_and_judges_the_claims(tmp_path):
     ap["frcnn-exp-a"] = 0.55
     _fake_outputs(root, steps, ap)
     md = build_report(root, steps, plan, elapsed=60.0, dest=tmp_path / "out")
-    text = md.read_text()
+    text = md.read_text(encoding="utf-8")
     assert "80/80 cells equal the paper's" in text
     assert "| publication | 60.0 | 30.0 | 30.0 | 42.8 | 18.7 | 21.0 |" in text
     assert (
@@ -130,7 +135,7 @@ def test_report_reads_every_step_and_judges_the_claims(tmp_path):
     assert cauchy in text and laplace in text
     assert "3 of 8 optima flagged as optimiser artefacts" in text
     assert "D_{α,1/α} ≤ H_α ≤ D_{α/2,1/α} (Eq. 20) | supported" in text
-    html = (tmp_path / "out" / "report.html").read_text()
+    html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     assert "data:image/png;base64," in html and "<table>" in html
     tables = tmp_path / "out" / "tables"
     assert {p.stem for p in tables.glob("*.csv")} >= {
@@ -143,7 +148,7 @@ def test_report_reads_every_step_and_judges_the_claims(tmp_path):
         "claims",
     }
     ref = export_reference(md.parent, root, tmp_path / "ref")
-    ref_text = ref.read_text()
+    ref_text = ref.read_text(encoding="utf-8")
     assert "](runs/frcnn-exp-a/config.yaml)" in ref_text and "](reproduce/" not in ref_text
     assert (tmp_path / "ref" / "runs" / "frcnn-exp-a" / "metrics.json").is_file()
 
@@ -155,7 +160,9 @@ def test_report_flags_a_contradiction(tmp_path):
     ap = {s.name: 0.5 for s in steps if s.resumable}
     ap["frcnn-publication"] = 0.9  # best: the paper's claim fails
     _fake_outputs(root, steps, ap)
-    text = build_report(root, steps, plan, elapsed=None, dest=tmp_path / "out").read_text()
+    text = build_report(root, steps, plan, elapsed=None, dest=tmp_path / "out").read_text(
+        encoding="utf-8"
+    )
     assert (
         "| The Publication settings (label noise w_a) perform worst (Table 3) | contradicted |"
         in text
@@ -170,7 +177,9 @@ def test_differences_within_the_seed_span_are_noise(tmp_path):
     ap["frcnn-implementation-seed1"] = 0.56  # seeds span 6 points
     ap["frcnn-publication"] = 0.47  # 3 points below the rest: inside the span
     _fake_outputs(root, steps, ap)
-    text = build_report(root, steps, plan, elapsed=None, dest=tmp_path / "out").read_text()
+    text = build_report(root, steps, plan, elapsed=None, dest=tmp_path / "out").read_text(
+        encoding="utf-8"
+    )
     assert "**Run-to-run noise.**" in text and "| 50.0–56.0 |" in text
     claim = "| The Publication settings (label noise w_a) perform worst (Table 3) | within noise |"
     assert claim in text
@@ -184,7 +193,14 @@ def test_smoke_reproduction_end_to_end(tmp_path):
     subprocess.run(cmd, cwd=tmp_path, env=env, check=True, capture_output=True, timeout=600)
     assert (tmp_path / "outputs" / "report.md").is_file()
     again = subprocess.run(
-        cmd, cwd=tmp_path, env=env, check=True, capture_output=True, text=True, timeout=600
+        cmd,
+        cwd=tmp_path,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        encoding="utf-8",
     )
     n_steps = len(_steps("smoke", tmp_path / "outputs" / "reproduce" / "smoke"))
     assert again.stdout.count("cached") == n_steps

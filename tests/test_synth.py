@@ -14,7 +14,7 @@ from huberkl.errors import InputError
 
 
 def _ann(path: Path) -> dict:
-    return json.loads(path.read_text())
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _boxes(data: dict) -> np.ndarray:
@@ -197,8 +197,8 @@ def test_cli_synth_writes_the_set_and_its_config(tmp_path, monkeypatch, capsys):
         "noise_scale": 0.2,
     }
     assert len(list((out / "images" / "val").glob("*.png"))) == 2
-    assert "noise: laplace" in (out / "config.yaml").read_text()
-    assert json.loads((out / "run.json").read_text())["command"] == "data synth"
+    assert "noise: laplace" in (out / "config.yaml").read_text(encoding="utf-8")
+    assert json.loads((out / "run.json").read_text(encoding="utf-8"))["command"] == "data synth"
 
 
 def test_cli_synth_cfg_shows_the_root(tmp_path, monkeypatch, capsys):

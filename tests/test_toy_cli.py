@@ -147,7 +147,11 @@ def test_bad_input_is_one_line_and_exit_2(monkeypatch, capsys, args, needle):
 def test_real_entry_point_exit_code(tmp_path):
     exe = Path(sys.executable).with_name("huberkl")
     proc = subprocess.run(
-        [str(exe), "toy", "--noise", "normal", *SMOKE], capture_output=True, text=True, cwd=tmp_path
+        [str(exe), "toy", "--noise", "normal", *SMOKE],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        encoding="utf-8",
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [

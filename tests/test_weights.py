@@ -45,7 +45,7 @@ def test_names_and_paths_are_told_apart(tmp_path) -> None:
         assert not is_path(name)
     for path in ("/w/resnet50.pth", "weights/x", "resnet50-0676ba61.pth", "model.pt"):
         assert is_path(path)
-    (tmp_path / "DEFAULT").write_text("x")
+    (tmp_path / "DEFAULT").write_text("x", encoding="utf-8")
     assert is_path(tmp_path / "DEFAULT")
     assert lookup("resnet50", "DEFAULT").name == "IMAGENET1K_V2"  # torchvision's DEFAULT
     assert lookup("resnet50", "ResNet50_Weights.IMAGENET1K_V1").name == "IMAGENET1K_V1"

@@ -11,5 +11,5 @@ from typing import Any
 def write_json(path: Path, obj: Any, **dumps: Any) -> None:
     """``json.dumps(obj, **dumps)`` to a temporary file beside ``path``, then rename."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, **dumps) + "\n")
+    tmp.write_text(json.dumps(obj, **dumps) + "\n", encoding="utf-8")
     os.replace(tmp, path)

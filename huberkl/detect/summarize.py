@@ -114,8 +114,8 @@ def collect(root: Path) -> list[Row]:
     rows: dict[tuple[str, str, str], Row] = {}
     for run in find_runs(root):
         try:
-            cfg = yaml.safe_load((run / "config.yaml").read_text())
-            metrics = json.loads((run / "metrics.json").read_text())
+            cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+            metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
         except (yaml.YAMLError, json.JSONDecodeError) as exc:
             raise InputError(f"{run}: unreadable config.yaml or metrics.json ({exc})") from None
         preset = Preset.from_mapping(cfg.get("params", {}))
@@ -266,6 +266,6 @@ def summarize(root: str | Path, out_dir: str | Path | None = None) -> tuple[list
     rows = collect(root)
     out = Path(out_dir) if out_dir is not None else root
     out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.csv").write_text(to_csv(rows))
-    (out / "summary.md").write_text(to_markdown(rows))
+    (out / "summary.csv").write_text(to_csv(rows), encoding="utf-8")
+    (out / "summary.md").write_text(to_markdown(rows), encoding="utf-8")
     return rows, out

@@ -47,7 +47,7 @@ def _paper(v: float | None) -> str:
 
 
 def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.is_file() else None
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def _save_table(
@@ -159,7 +159,7 @@ class Report:
         data = None
         if (d / "stdout.txt").is_file():
             try:
-                data = json.loads((d / "stdout.txt").read_text())
+                data = json.loads((d / "stdout.txt").read_text(encoding="utf-8"))
             except json.JSONDecodeError:
                 data = None
         if not data:
@@ -493,7 +493,7 @@ def build_report(
         [*head, *rep.parts, "## Steps and their times\n", times, paper.RERUN.format(scale=scale)]
     )
     md = dest / "report.md"
-    md.write_text(text)
+    md.write_text(text, encoding="utf-8")
     _write_html(text, dest / "report.html", dest)
     return md
 
@@ -518,7 +518,8 @@ def _write_html(text: str, path: Path, base: Path) -> None:
         "th{background:#f3f3f3}img{max-width:100%}code{background:#f6f6f6;padding:1px 3px}"
     )
     path.write_text(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>huberkl report</title><style>{style}</style></head><body>{body}</body></html>\n"
+        f"<!doctype html><html><head><meta charset='utf-8'><title>huberkl report</title><style>{style}</style></head><body>{body}</body></html>\n",
+        encoding="utf-8",
     )
 
 
@@ -547,7 +548,7 @@ def export_reference(report_dir: Path, root: Path, dest: Path) -> Path:
                 (dest / "runs" / step.name).mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src, dest / "runs" / step.name / name)
     prefix = _link(root, report_dir) + "/"
-    text = (report_dir / "report.md").read_text().replace(f"]({prefix}", "](runs/")
-    (dest / "report.md").write_text(text)
+    text = (report_dir / "report.md").read_text(encoding="utf-8").replace(f"]({prefix}", "](runs/")
+    (dest / "report.md").write_text(text, encoding="utf-8")
     _write_html(text, dest / "report.html", dest)
     return dest / "report.md"
