@@ -619,6 +619,9 @@ def _train(cfg: DictConfig, out_dir: Path, on_iteration) -> TrainResult:
         )
     scalar_log.scalars(it, metrics, "eval/")
     scalar_log.close()
+    # Ranks leave together: a rank that tears gloo down while rank 0 still writes the
+    # evaluation aborts ("terminate called without an active exception", seen 1 run in 6).
+    dist.barrier()
     seconds = time.perf_counter() - t_start
     if info.is_main and metrics:
         say(
@@ -646,7 +649,7 @@ def evaluate_checkpoint(
             model.to(info.device)
             extra = {"iteration": int(state["iteration"]), "split": split}
             extra["checkpoint"] = str(checkpoint)
-            return evaluate_model(
+            metrics = evaluate_model(
                 model,
                 dataset,
                 info,
@@ -655,6 +658,8 @@ def evaluate_checkpoint(
                 workers=d.workers,
                 extra=extra,
             )
+            dist.barrier()  # ranks leave together (see _train)
+            return metrics
     finally:
         dist.destroy()
 
