@@ -150,6 +150,13 @@ RETINA = {"tiny": tiny_retinanet, "resnet50_fpn": _zoo("retinanet_resnet50_fpn")
 MODELS = [(f"frcnn-{k}", v, "torchvision-frcnn") for k, v in FRCNN.items()] + [
     (f"retinanet-{k}", v, "torchvision-retinanet") for k, v in RETINA.items()
 ]
+# The zoo models in float64 with gradients take 20-40 s each on 2 cores: `make test-slow`.
+# The default suite keeps the tiny ones and the README example (resnet50 FPN).
+_ZOO = ("resnet50_fpn", "mobilenet_v3_large_fpn")
+MODEL_PARAMS = [
+    pytest.param(*m, id=m[0], marks=[pytest.mark.slow] if m[0].endswith(_ZOO) else [])
+    for m in MODELS
+]
 
 
 def _losses_and_grads(model: nn.Module, seed: int) -> tuple[dict, dict]:
@@ -172,7 +179,7 @@ def _assert_equal(got: dict, want: dict) -> None:
 # --- 1. torchvision presets: nothing changes -------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "build", "preset"), MODELS, ids=[m[0] for m in MODELS])
+@pytest.mark.parametrize(("name", "build", "preset"), MODEL_PARAMS)
 def test_torchvision_preset_keeps_loss_dict_and_gradients(
     name: str, build: Callable[[], nn.Module], preset: str
 ) -> None:
