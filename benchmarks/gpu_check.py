@@ -236,7 +236,7 @@ def steps_per_second(
     from omegaconf import OmegaConf
 
     from huberkl import config
-    from huberkl.detect import engine
+    from huberkl.detect import engine, optim
 
     cfg = config.compose(overrides)
     d = cfg.detect
@@ -247,7 +247,7 @@ def steps_per_second(
     elif variant == "compile":
         model.backbone = torch.compile(model.backbone, backend=compile_backend)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = engine.build_optimizer(params, **OmegaConf.to_container(d.optim, resolve=True))
+    optimizer = optim.build_optimizer(params, **OmegaConf.to_container(d.optim, resolve=True))
     amp = bool(d.amp) and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     images, targets = _batch(int(d.batch_size), int(d.model.min_size), classes, device)

@@ -20,7 +20,7 @@ from _detect_tiny import TINY_MODEL
 
 from huberkl import config
 from huberkl.detect import checkpoint as ckpt
-from huberkl.detect import engine
+from huberkl.detect import engine, optim
 from huberkl.errors import InputError
 
 
@@ -208,7 +208,7 @@ def test_evaluate_writes_metrics_and_detections(data_root, tmp_path):
 
 
 def test_warmup_step_and_cosine_schedules():
-    step = engine.WarmupSchedule(
+    step = optim.WarmupSchedule(
         100, "step", warmup_iters=10, warmup_factor=0.1, milestones=(0.5, 0.8)
     )
     assert step(0) == pytest.approx(0.1)
@@ -216,21 +216,21 @@ def test_warmup_step_and_cosine_schedules():
     assert [step(i) for i in (10, 49, 50, 79, 80, 99)] == pytest.approx(
         [1, 1, 0.1, 0.1, 0.01, 0.01]
     )
-    cos = engine.WarmupSchedule(100, "cosine", warmup_iters=0)
+    cos = optim.WarmupSchedule(100, "cosine", warmup_iters=0)
     assert [cos(0), cos(50), cos(100)] == pytest.approx([1.0, 0.5, 0.0])
     assert cos(25) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
     with pytest.raises(InputError, match="milestones"):
-        engine.WarmupSchedule(10, "step", milestones=(5.0,))
+        optim.WarmupSchedule(10, "step", milestones=(5.0,))
     with pytest.raises(InputError, match="schedule.name"):
-        engine.WarmupSchedule(10, "linear")
+        optim.WarmupSchedule(10, "linear")
 
 
 def test_optimizer_choice():
     p = [torch.nn.Parameter(torch.zeros(2))]
-    assert isinstance(engine.build_optimizer(p, "sgd", 0.1), torch.optim.SGD)
-    assert isinstance(engine.build_optimizer(p, "adamw", 0.1), torch.optim.AdamW)
+    assert isinstance(optim.build_optimizer(p, "sgd", 0.1), torch.optim.SGD)
+    assert isinstance(optim.build_optimizer(p, "adamw", 0.1), torch.optim.AdamW)
     with pytest.raises(InputError, match="sgd or adamw"):
-        engine.build_optimizer(p, "adam", 0.1)
+        optim.build_optimizer(p, "adam", 0.1)
 
 
 @pytest.mark.slow
@@ -259,7 +259,7 @@ def test_extending_a_finished_cosine_run_follows_the_new_schedule(data_root, tmp
     rows = _rows(tmp_path / "losses.csv")
     assert [r["iteration"] for r in rows] == [str(i) for i in range(1, 9)]
     cfg = config.compose(longer).detect
-    schedule = engine.WarmupSchedule(8, "cosine", warmup_iters=2, warmup_factor=0.001)
+    schedule = optim.WarmupSchedule(8, "cosine", warmup_iters=2, warmup_factor=0.001)
     for row in rows[4:]:  # the lr of step i (row i + 1) is lr * factor(i)
         want = cfg.optim.lr * schedule(int(row["iteration"]) - 1)
         assert want > 0  # today's code trained these steps at lr 0

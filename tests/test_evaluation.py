@@ -153,3 +153,39 @@ def test_predict_runs_a_torchvision_detector(val):
         assert len(row["bbox"]) == 4 and row["bbox"][2] >= 0 and 0 <= row["score"] <= 1
     metrics = coco_metrics(val.coco, rows, img_ids=val.ids[:2])
     assert 0.0 <= metrics["AP"] < 0.5
+
+
+class Shifted(Oracle):
+    """The ground truth, every second image's boxes moved by a fifth of their width."""
+
+    def forward(self, images: list[torch.Tensor]) -> list[dict]:
+        out = super().forward(images)
+        for k, o in enumerate(out):
+            if (self.seen - len(out) + k) % 2:
+                boxes = o["boxes"].clone()
+                boxes[:, [0, 2]] += 0.2 * (boxes[:, 2:3] - boxes[:, 0:1])
+                o["boxes"] = boxes
+        return out
+
+
+def test_one_cocoeval_feeds_the_metrics_and_the_class_report(val, tmp_path, monkeypatch):
+    """Training's evaluation runs COCOeval once; the class table is what a fresh run gives."""
+    from pycocotools.cocoeval import COCOeval
+
+    from huberkl.detect import dist, engine
+    from huberkl.detect.pictures import CLASS_AP_CSV, write_class_report
+
+    calls = []
+    original = COCOeval.evaluate
+    monkeypatch.setattr(COCOeval, "evaluate", lambda self: calls.append(1) or original(self))
+    metrics = engine.evaluate_model(Shifted(val), val, dist.DistInfo(), tmp_path, batch_size=5)
+    assert len(calls) == 1
+    assert 0.0 < metrics["AP"] < 1.0 and metrics["images"] == len(val.coco.getImgIds())
+    assert json.loads((tmp_path / "metrics.json").read_text(encoding="utf-8")) == metrics
+    rows = json.loads((tmp_path / "detections.json").read_text(encoding="utf-8"))
+    assert metrics == {**coco_metrics(val.coco, rows), "images": 12, "detections": len(rows)}
+    (tmp_path / "again").mkdir()
+    write_class_report(val.coco, rows, None, tmp_path / "again")
+    assert len(calls) == 3  # coco_metrics and the report above, each its own COCOeval
+    again = (tmp_path / "again" / CLASS_AP_CSV).read_text(encoding="utf-8")
+    assert (tmp_path / CLASS_AP_CSV).read_text(encoding="utf-8") == again

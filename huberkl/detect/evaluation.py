@@ -2,7 +2,10 @@
 
 ``predict`` turns torchvision detector outputs into COCO results rows (on the CPU, keyed
 by image id, so ranks can gather them); ``coco_metrics`` scores rows against the ground
-truth; ``evaluate`` does both and writes ``metrics.json`` and ``detections.json``.
+truth; ``evaluate`` does both, on one process or every rank of a DDP run, and writes
+``metrics.json`` and ``detections.json``; training's final evaluation and ``detect
+evaluate`` go through it. COCOeval runs once per evaluation: ``evaluate`` hands the same
+evaluated object to its ``report`` (the per-class table of :mod:`.pictures`).
 """
 
 from __future__ import annotations
@@ -12,14 +15,19 @@ import copy
 import io
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torchvision.ops import box_convert
 
+from huberkl.detect import dist
 from huberkl.detect.files import write_json
 from huberkl.errors import InputError
+
+METRICS = "metrics.json"
+DETECTIONS = "detections.json"
 
 # COCOeval.stats, in order.
 METRIC_KEYS = (
@@ -127,6 +135,13 @@ def coco_eval(
     return ev
 
 
+def summary(ev: COCOeval) -> dict[str, float]:
+    """The twelve COCO numbers (:data:`METRIC_KEYS`) of an evaluated, accumulated ``ev``."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        ev.summarize()
+    return {k: float(v) for k, v in zip(METRIC_KEYS, ev.stats, strict=True)}
+
+
 def coco_metrics(
     coco_gt: COCO, rows: Sequence[dict], img_ids: Iterable[int] | None = None
 ) -> dict[str, float]:
@@ -135,10 +150,12 @@ def coco_metrics(
     ``img_ids`` restricts the scoring to those images (default: all of ``coco_gt``). A value
     is -1 where COCO gives -1 (no ground truth of that size); no detections score 0.
     """
-    ev = coco_eval(coco_gt, rows, img_ids)
-    with contextlib.redirect_stdout(io.StringIO()):
-        ev.summarize()
-    return {k: float(v) for k, v in zip(METRIC_KEYS, ev.stats, strict=True)}
+    return summary(coco_eval(coco_gt, rows, img_ids))
+
+
+# Called with the evaluation's COCOeval, rows, image ids and output folder (rank 0), e.g.
+# the per-class report of :mod:`.pictures`, so that COCOeval runs once per evaluation.
+Report = Callable[[COCOeval, list[dict], list[int], Path], object]
 
 
 def evaluate(
@@ -148,16 +165,36 @@ def evaluate(
     device,
     label_to_cat_id: LabelMap,
     out_dir: str | Path | None = None,
+    *,
+    img_ids: Iterable[int] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    info: dist.DistInfo | None = None,
+    report: Report | None = None,
 ) -> dict[str, float]:
-    """:func:`predict` then :func:`coco_metrics` on the images the loader visited.
+    """:func:`predict` on every rank, then (rank 0) :func:`coco_metrics`; other ranks get ``{}``.
 
-    With ``out_dir``, writes ``metrics.json`` and ``detections.json`` (COCO results format).
+    Scores ``img_ids`` (default: the images the loaders visited, over all ranks). The
+    metrics add the image and detection counts and ``extra``. With ``out_dir``, rank 0
+    writes ``metrics.json``, ``detections.json`` (COCO results format), then ``report``.
     """
+    was_training = model.training
     rows, seen = _predict(model, loader, device, label_to_cat_id)
-    metrics = coco_metrics(coco_gt, rows, img_ids=seen)
+    model.train(was_training)
+    gathered = dist.gather_objects((rows, seen))
+    if info is not None and not info.is_main:
+        return {}
+    rows = [r for part, _ in gathered for r in part]
+    ids = sorted(set(img_ids if img_ids is not None else (i for _, s in gathered for i in s)))
+    ev = coco_eval(coco_gt, rows, ids)
+    metrics: dict[str, Any] = summary(ev)
+    metrics["images"] = len(ids)
+    metrics["detections"] = len(rows)
+    metrics.update(extra or {})
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "detections.json", rows)
-        write_json(out / "metrics.json", metrics)
+        write_json(out / METRICS, metrics, indent=1)
+        write_json(out / DETECTIONS, rows)
+        if report is not None:
+            report(ev, rows, ids, out)
     return metrics

@@ -164,14 +164,19 @@ def write_class_report(
     img_ids: Iterable[int] | None,
     out_dir: str | Path,
     console=None,
+    ev=None,
 ) -> list[dict[str, Any]]:
-    """``class_ap.csv`` and ``pr.png`` in ``out_dir``, the table on ``console`` (stderr)."""
+    """``class_ap.csv`` and ``pr.png`` in ``out_dir``, the table on ``console`` (stderr).
+
+    ``ev``: the COCOeval of these rows, already evaluated and accumulated (not run again).
+    """
     from rich.console import Console
 
     from huberkl.detect.evaluation import coco_eval
 
     out = Path(out_dir)
-    ev = coco_eval(coco_gt, rows, img_ids)
+    if ev is None:
+        ev = coco_eval(coco_gt, rows, img_ids)
     table_rows = class_ap(ev)
     write_class_csv(table_rows, out / CLASS_AP_CSV)
     pr_figure(ev, out / PR_PNG, [r["name"] for r in table_rows])
