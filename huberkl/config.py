@@ -69,9 +69,16 @@ def default_choice(group: str, config_name: str = "config") -> str:
 
 
 def to_yaml(cfg: DictConfig) -> str:
+    """The resolved config; a value still missing (``data.root: ???``) is an InputError."""
     from omegaconf import OmegaConf
+    from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
 
-    return OmegaConf.to_yaml(cfg, resolve=True)
+    from huberkl import schema
+
+    try:
+        return OmegaConf.to_yaml(cfg, resolve=True)
+    except (MissingMandatoryValue, InterpolationToMissingValueError) as exc:
+        raise InputError(schema.describe(exc)) from None
 
 
 def run_dir(command: str, out: str | Path | None) -> Path:

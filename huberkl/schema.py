@@ -1,8 +1,10 @@
 """Typed schemas of the config groups (``toy``, ``detect``, ``data``, ``params``, ``losses``,
 ``scale``), registered in Hydra's ConfigStore.
 
-Each YAML file of a group starts from its group's schema (``defaults: [schema, _self_]``),
-so Hydra checks types and unknown keys while it composes (``toy.seeds=1.5`` fails there).
+``conf/config.yaml`` and ``conf/reproduce.yaml`` list each group's schema (option ``schema``
+of the group) just before the group, and ``conf/data/*.yaml`` name theirs, so every YAML
+merges over its schema and Hydra checks types and unknown keys while it composes
+(``toy.seeds=1.5`` fails there).
 Value ranges are checked in ``__post_init__``, which runs when :func:`check` turns the
 composed config into these objects (``OmegaConf.to_object``) inside
 :func:`huberkl.config.compose`: every bad value fails there, in one line naming the key,
@@ -26,7 +28,9 @@ from huberkl.errors import InputError
 
 Number = int | float  # keeps ``16`` an int in the resolved config (a float field writes 16.0)
 
-TOY_FAMILIES = ("laplace", "logistic", "cauchy")  # huberkl.toy.data.FAMILIES, without torch
+# The toy's allowed names, here without importing torch (tests/test_config_schema.py holds
+# them equal to huberkl.toy.data.FAMILIES, grid.SOLVERS and the dtypes grid resolves).
+TOY_FAMILIES = ("laplace", "logistic", "cauchy")
 TOY_SOLVERS = ("exact", "gd", "both")
 TOY_DTYPES = ("float32", "float64")
 

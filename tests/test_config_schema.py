@@ -50,6 +50,8 @@ def _bad(monkeypatch, capsys, tmp_path, *args: str) -> str:
         (["data", "synth", "data.synth.images=0"], ["data.synth.images=0", "at least 1"]),
         (["interpret", "-p", "exp-a", "params.stages.detection.lam=-1"], ["lam", "> 0"]),
         (["interpret", "-p", "exp-a", "params.stages.detection.lam=abc"], ["lam", "abc"]),
+        # a value left missing (data=coco needs data.root), even for --cfg
+        (["detect", "--cfg", "detect=coco", "data=coco"], ["data.root", "Missing"]),
         # unknown keys, with and without ``+``
         (["detect", "detect.nope=1"], ["detect.nope", "not in 'DetectSchema'"]),
         (["detect", "+detect.nope=1"], ["detect.nope", "unknown key"]),
@@ -173,3 +175,12 @@ def test_one_config_directory_and_no_private_hydra_api():
         if path.name != "config.py":
             assert '/ "conf"' not in text, path  # no second config-directory constant
         assert "sys.exit(2)" not in text or path.name == "cli.py", path
+
+
+def test_toy_names_match_the_toy_modules():
+    from huberkl.toy import data, grid
+
+    assert schema.TOY_FAMILIES == tuple(data.FAMILIES)
+    assert set(schema.TOY_SOLVERS) == {*grid.SOLVERS, "both"}  # both: exact and gd
+    for name in schema.TOY_DTYPES:
+        grid.resolve_dtype(name)

@@ -174,13 +174,13 @@ def _presets(o: dict) -> list:
     """The presets to show: composed by Hydra (the one compose path) when overridden or
     printed with ``--cfg``; else read from ``conf/params/`` with PyYAML.
 
-    The PyYAML path is what keeps ``--preset all`` instant: composing costs about as much
-    again as the whole command (importing Hydra and composing one config measured ~1.0 s
-    here vs ~1.0 s for the command; budget 0.5 s, benchmarks/bench_interpret.py). It reads
-    the same file that composing ``params=NAME`` puts under ``params`` and checks it with
-    the same :class:`huberkl.params.Preset` the schema uses (tests/test_config_schema.py
-    holds that they agree for every preset), and takes the default preset from
-    ``conf/config.yaml`` itself (:func:`huberkl.config.default_choice`).
+    The PyYAML path is what keeps ``--preset all`` instant (no Hydra, no torch; budget
+    0.5 s, benchmarks/bench_interpret.py): a composing call (``-p exp-a`` with an override)
+    measured 1.07-1.16 s against 0.57-0.62 s for ``--preset all`` on the 2-core machine at
+    load ~6. It reads the same file that composing ``params=NAME`` puts under ``params``,
+    checks it with the same :class:`huberkl.params.Preset` the schema uses
+    (tests/test_config_schema.py holds that they agree for every preset), and takes the
+    default preset from ``conf/config.yaml`` (:func:`huberkl.config.default_choice`).
     """
     from huberkl.config import default_choice
     from huberkl.params import Preset, available_presets, load_preset
