@@ -84,7 +84,9 @@ class ToySchema:
     n: int = MISSING
     k: int = MISSING
     delta: float = MISSING
-    theta: list[Number] = MISSING
+    # list[Any], checked below: with list[int | float] OmegaConf yields UnionNode objects,
+    # not numbers, when the list is iterated (list(cfg.toy.theta)); float keeps 6 as 6.0.
+    theta: list[Any] = MISSING
     n_test: int = MISSING
     solver: str = "exact"
     device: str = "auto"
@@ -118,7 +120,8 @@ class ToySchema:
             _fail("toy.n", self.n, f"an integer >= toy.k = {self.k} (training points)")
         _at_least("toy.n_test", self.n_test, 1)
         _positive("toy.delta", self.delta)
-        if not self.theta or not all(math.isfinite(t) for t in self.theta):
+        numbers = all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in self.theta)
+        if not self.theta or not numbers or not all(math.isfinite(t) for t in self.theta):
             _fail("toy.theta", self.theta, "a non-empty list of finite numbers")
         if self.solver not in TOY_SOLVERS:
             raise InputError(f"unknown solver {self.solver!r}; allowed: {', '.join(TOY_SOLVERS)}")

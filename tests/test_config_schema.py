@@ -41,6 +41,7 @@ def _bad(monkeypatch, capsys, tmp_path, *args: str) -> str:
         # ranges, in __post_init__ right after compose
         (["toy", "toy.seeds=-2"], ["toy.seeds=-2", ">= 1"]),
         (["toy", "toy.threads=0"], ["toy.threads=0", ">= 1 or null"]),
+        (["toy", "toy.theta=[1,x]"], ["toy.theta", "finite numbers"]),
         (["toy", "toy.mem_fraction=1.5"], ["toy.mem_fraction=1.5", "(0, 1]"]),
         (["detect", "detect.batch_size=0"], ["detect.batch_size=0", ">= 1"]),
         (["detect", "detect.iters=-1"], ["detect.iters=-1", ">= 0"]),
@@ -100,6 +101,7 @@ def test_optional_keys_stay_absent():
     coco = config.compose(["data=coco", "data.root=/x"]).data
     assert "synth" not in coco and coco.train_images == "/x/train2017"
     assert isinstance(cfg.toy.cpu_budget_mb, int) and isinstance(cfg.toy.theta[0], int)
+    assert [type(t) for t in list(cfg.toy.theta)] == [int] * 6  # numbers, not OmegaConf nodes
     # with them set, they are checked and kept
     cfg = config.compose(["+data.synth.copies=2", "+data.synth.noise_model=targets"])
     assert cfg.data.synth.copies == 2
@@ -112,7 +114,9 @@ def test_resolved_default_config_text_is_the_yaml_text():
     cfg = config.compose([])
     text = config.to_yaml(cfg)
     for group, name in (("toy", "paper"), ("losses", "figure1"), ("detect", "quick")):
-        data = yaml.safe_load((config.CONF_DIR / group / f"{name}.yaml").read_text("utf-8"))
+        data = yaml.safe_load(
+            (config.CONF_DIR / group / f"{name}.yaml").read_text(encoding="utf-8")
+        )
         data.pop("defaults", None)
         assert yaml.safe_load(text)[group] == data, group
     assert re.search(r"^params:\n(  .*\n)+losses:\n(  .*\n)+toy:\n", text, re.M)
@@ -138,7 +142,7 @@ def test_library_callers_get_the_same_checks():
     """``run_toy``/``build_spec`` from Python (no compose): the toy schema still checks."""
     from huberkl.toy.run import build_spec
 
-    toy = yaml.safe_load((config.CONF_DIR / "toy" / "paper.yaml").read_text("utf-8"))
+    toy = yaml.safe_load((config.CONF_DIR / "toy" / "paper.yaml").read_text(encoding="utf-8"))
     spec = build_spec({**toy, "families": ["Cauchy"]})
     assert spec.families == ["cauchy"] and len(spec.seeds) == toy["seeds"]
     with pytest.raises(InputError, match=r"toy\.seeds=0"):
