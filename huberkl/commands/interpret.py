@@ -175,9 +175,9 @@ def _presets(o: dict) -> list:
     printed with ``--cfg``; else read from ``conf/params/`` with PyYAML.
 
     The PyYAML path is what keeps ``--preset all`` instant (no Hydra, no torch; budget
-    0.5 s, benchmarks/bench_interpret.py): a composing call (``-p exp-a`` with an override)
-    measured 1.07-1.16 s against 0.57-0.62 s for ``--preset all`` on the 2-core machine at
-    load ~6. It reads the same file that composing ``params=NAME`` puts under ``params``,
+    0.5 s, benchmarks/bench_interpret.py): on the 2-core machine at load ~2, a composing
+    call (``-p exp-a`` with an override) measured 0.61-0.64 s, ``--preset all`` 0.25 s
+    (bench median). It reads the same file that composing ``params=NAME`` puts under ``params``,
     checks it with the same :class:`huberkl.params.Preset` the schema uses
     (tests/test_config_schema.py holds that they agree for every preset), and takes the
     default preset from ``conf/config.yaml`` (:func:`huberkl.config.default_choice`).
