@@ -41,6 +41,7 @@ def main(cfg: DictConfig) -> float | None:
     from huberkl import config
     from huberkl.detect import dist, engine, runs
 
+    schema.check(cfg)  # ranges (multirun checked every job already; this covers __main__)
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
     if dist.from_env()[0] == 0:
