@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Callable
 
 import typer
 
@@ -51,9 +52,16 @@ for _name in COMMANDS:
 
 def main() -> None:
     """Console entry point: run the app; bad input is exit code 2, other errors keep their traceback."""
+    # With standalone_mode=False click returns (not raises) a typer.Exit's code.
+    run(lambda: app(standalone_mode=False))
+
+
+def run(entry: Callable[[], object]) -> None:
+    """Call ``entry`` and exit with the codes of this module's docstring: the one place
+    that maps :class:`InputError` to exit code 2 (``python -m huberkl.reproduce`` uses it too).
+    """
     try:
-        # With standalone_mode=False click returns (not raises) a typer.Exit's code.
-        code = app(standalone_mode=False)
+        code = entry()
         if isinstance(code, int) and code != 0:
             sys.exit(code)
     except typer.Exit as exc:

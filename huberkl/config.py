@@ -13,33 +13,72 @@ import platform
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-
-from hydra import compose as _compose
-from hydra import initialize_config_dir
-from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from typing import TYPE_CHECKING
 
 from huberkl import __version__
 from huberkl.errors import InputError
 
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+# The one config directory (YAML shipped as package data): Hydra composes it here and in
+# huberkl.detect.hydra_app; huberkl.params reads its presets. Hydra is imported lazily, so
+# that importing this constant stays cheap (``huberkl interpret`` loads neither torch nor Hydra).
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 OUTPUTS = Path("outputs")
 
 
 def compose(overrides: Sequence[str] = (), config_name: str = "config") -> DictConfig:
-    """Compose ``conf/<config_name>.yaml`` with Hydra overrides (``key=value``)."""
+    """Compose ``conf/<config_name>.yaml`` with Hydra overrides (``key=value``), checked.
+
+    The one compose path of every command: Hydra checks types and keys against the group
+    schemas (:mod:`huberkl.schema`), then :func:`huberkl.schema.check` builds the schema
+    objects, whose ``__post_init__`` checks value ranges. Any failure is one
+    :class:`InputError` line naming the key.
+    """
+    from hydra import compose as _compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from huberkl import schema
+
+    schema.register()
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = _compose(config_name=config_name, overrides=list(overrides))
+        schema.check(cfg)
     except (HydraException, OmegaConfBaseException) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"bad override {' '.join(overrides)!r}: {first}") from None
+        raise InputError(schema.describe(exc, overrides)) from None
     return cfg
 
 
+def default_choice(group: str, config_name: str = "config") -> str:
+    """The option ``conf/<config_name>.yaml``'s defaults list picks for ``group``.
+
+    Read with PyYAML, not Hydra, for ``huberkl interpret``'s fast path (no Hydra import):
+    the root config stays the one place that says which preset is the default.
+    """
+    import yaml
+
+    text = (CONF_DIR / f"{config_name}.yaml").read_text(encoding="utf-8")
+    for entry in yaml.safe_load(text).get("defaults", []):
+        if isinstance(entry, dict) and group in entry:
+            return str(entry[group])
+    raise KeyError(f"conf/{config_name}.yaml has no default for group {group!r}")
+
+
 def to_yaml(cfg: DictConfig) -> str:
-    return OmegaConf.to_yaml(cfg, resolve=True)
+    """The resolved config; a value still missing (``data.root: ???``) is an InputError."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
+
+    from huberkl import schema
+
+    try:
+        return OmegaConf.to_yaml(cfg, resolve=True)
+    except (MissingMandatoryValue, InterpolationToMissingValueError) as exc:
+        raise InputError(schema.describe(exc)) from None
 
 
 def run_dir(command: str, out: str | Path | None) -> Path:

@@ -39,7 +39,11 @@ def validate(
     formats: Sequence[str] = ("png", "pdf"),
     dpi: int = 150,
 ) -> None:
-    """Check every argument of :func:`write` (ValueError naming the bad one), before any work."""
+    """Check every argument of :func:`write` (ValueError naming the bad one), before any work.
+
+    For library callers: the CLI's ``losses`` config is checked at compose by
+    :class:`huberkl.schema.LossesSchema`, which does not run when Python calls :func:`write`.
+    """
     _check_alphas(alphas)
     losses._check_positive("span", span)
     if x_max is not None:

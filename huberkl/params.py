@@ -13,9 +13,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from huberkl.config import CONF_DIR
 from huberkl.errors import InputError
 
-PARAMS_DIR = Path(__file__).resolve().parent / "conf" / "params"
+PARAMS_DIR = CONF_DIR / "params"  # the ``params`` group of the one config directory
 COORDS = ("x", "y", "w", "h")
 LOSSES = ("huber", "l1", "kl")
 FORMS = ("smooth-l1", "huber")

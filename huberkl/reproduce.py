@@ -281,11 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("overrides", nargs="*", help="overrides of conf/reproduce.yaml")
     args = parser.parse_args(argv)
-    try:
+    try:  # InputError: huberkl.cli.run prints it in one line, exit 2
         reproduce(args.scale, args.coco, args.force, args.overrides)
-    except InputError as exc:
-        print(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 2
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -293,4 +290,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from huberkl.cli import run
+
+    run(main)

@@ -374,9 +374,8 @@ def test_cli_inverse_prints_settings_and_fragments() -> None:
 
 def test_cli_hydra_overrides_and_default_preset() -> None:
     from huberkl import config
-    from huberkl.commands.interpret import DEFAULT_PRESET
 
-    assert config.compose([]).params.name == DEFAULT_PRESET
+    assert config.compose([]).params.name == config.default_choice("params")
     obj = json.loads(_run("--preset", "exp-a", "params.stages.detection.lam=1", "--format", "json"))
     assert obj["stages"][1]["prediction_noise_text"]["x"] == "wa/20"  # as Experiment B/C
     assert "name: exp-b" in _run("--preset", "exp-b", "--cfg")

@@ -193,4 +193,4 @@ def test_training_and_evaluate_write_scalars_class_ap_and_pr(
     assert (ev / "pr.png").is_file()
     code, _, err = run(monkeypatch, capsys, "detect", "--out", str(tmp_path / "bad"), *tiny,
                        "detect.log=wandb")  # fmt: skip
-    assert code == 2 and "detect.log must be one of" in err
+    assert code == 2 and "detect.log='wandb': expected csv or tensorboard" in err

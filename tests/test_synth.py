@@ -214,7 +214,7 @@ def test_cli_synth_bad_noise_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
     )
     assert code == 2
     assert err.strip().splitlines() == [
-        "error: noise='cauchy': allowed are laplace, gaussian, none"
+        "error: data.synth.noise='cauchy': allowed are laplace, gaussian, none"
     ]
     assert not (tmp_path / "x").exists()
 

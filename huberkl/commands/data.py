@@ -103,10 +103,10 @@ def synth(
     from rich.table import Table
 
     from huberkl.detect.sets import check_new_set
-    from huberkl.detect.synth import check_args, synthesize
+    from huberkl.detect.synth import synthesize
 
+    # data.synth was checked at compose (huberkl.schema.SynthDataSchema)
     kwargs = OmegaConf.to_container(run_cfg.data.synth, resolve=True)
-    check_args(**kwargs)  # before making any folder
     check_new_set(run_cfg.data.root, force)
     total = int(kwargs["images"]) + int(kwargs["val_images"])
     root = config.run_dir("data", run_cfg.data.root)

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 from typer.core import TyperGroup
 
-from huberkl.commands._common import CfgFlag, OutOption, Overrides
+from huberkl.commands._common import CfgFlag, OutOption, Overrides, setup
 
 
 class DefaultCommandGroup(TyperGroup):
@@ -94,11 +94,9 @@ def train(
     from huberkl.detect import dist, engine, runs
     from huberkl.errors import InputError
 
-    run_cfg = config.compose(overrides)
-    if cfg:
-        typer.echo(config.to_yaml(run_cfg), nl=False)
-        raise typer.Exit(0)
-    engine.check_counts(run_cfg.detect)  # before any folder is made
+    # Composed and checked (huberkl.schema) before any folder; the folder is made below,
+    # once every rank agrees on it.
+    run_cfg, _ = setup("detect", overrides, cfg, writes=False)
     if out is None:
         out = _resume_dir(overrides, run_cfg)
     info = dist.init(run_cfg.detect.device)

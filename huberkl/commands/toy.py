@@ -38,23 +38,13 @@ DtypeOption = Annotated[
 def _extra(
     noise: list[str] | None, solver: str | None, device: str | None, dtype: str | None
 ) -> list[str]:
-    """The options as Hydra overrides (checked first, so bad values fail in one line)."""
-    from huberkl.errors import InputError
-    from huberkl.toy.data import check_family
-
+    """The options as Hydra overrides (the toy schema checks their values at compose)."""
     extra = []
     if noise:
-        extra.append(f"toy.families=[{','.join(check_family(n) for n in noise)}]")
-    if solver is not None:
-        if solver not in ("exact", "gd", "both"):
-            raise InputError(f"unknown solver {solver!r}; allowed: exact, gd, both")
-        extra.append(f"toy.solver={solver}")
-    if device is not None:
-        extra.append(f"toy.device={device}")
-    if dtype is not None:
-        if dtype not in ("float32", "float64"):
-            raise InputError(f"unknown dtype {dtype!r}; allowed: float32, float64")
-        extra.append(f"toy.dtype={dtype}")
+        extra.append(f"toy.families=[{','.join(noise)}]")
+    for key, value in (("solver", solver), ("device", device), ("dtype", dtype)):
+        if value is not None:
+            extra.append(f"toy.{key}={value}")
     return extra
 
 
@@ -80,13 +70,11 @@ def toy(
     from rich.table import Table
 
     from huberkl.toy import grid
-    from huberkl.toy.run import build_spec, resolve_cpu_budget, resolve_threads, run_toy
+    from huberkl.toy.run import run_toy
 
-    build_spec(run_cfg.toy, int(run_cfg.get("seed", 0) or 0))  # bad settings fail before any folder
+    # The settings were checked at compose; whether this machine has the device is not a
+    # setting's type or range, so it is asked here, still before any folder is made.
     grid.resolve_device(run_cfg.toy.device)
-    grid.resolve_dtype(run_cfg.toy.dtype)
-    resolve_threads(run_cfg.toy.get("threads"))
-    resolve_cpu_budget(run_cfg.toy.get("cpu_budget_mb", 16))
     run_cfg, out_dir = setup("toy", overrides, False, out, extra=extra)
     console = Console()
     summary = run_toy(run_cfg, out_dir, console=console)

@@ -51,17 +51,6 @@ class TrainResult:
 
 # ----------------------------------------------------------------------------- optimisation
 
-# detect.<key>: the least value that makes sense (checked before anything is built).
-_COUNTS = {"iters": 0, "batch_size": 1, "workers": 0, "ckpt_every": 0, "eval_batch_size": 1}
-
-
-def check_counts(d: DictConfig) -> None:
-    """One-line InputErrors for counts that torch would reject with its own ValueError."""
-    for key, least in _COUNTS.items():
-        value = d.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise InputError(f"detect.{key}={value!r}: must be an integer >= {least}")
-
 
 # ----------------------------------------------------------------------------- model
 
@@ -196,7 +185,6 @@ def _train(cfg: DictConfig, out_dir: Path, on_iteration) -> TrainResult:
     from rich.console import Console
 
     d = cfg.detect
-    check_counts(d)
     info = dist.init(d.device)
     console = Console(stderr=True, quiet=not info.is_main, soft_wrap=True)
     say = console.print

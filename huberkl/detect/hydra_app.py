@@ -16,6 +16,7 @@ Each job trains in its own folder (``hydra.sweep.dir``/``hydra.sweep.subdir``, s
 
 from __future__ import annotations
 
+import itertools
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,12 +24,16 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
+from huberkl import schema
+from huberkl.config import CONF_DIR
+
+# At import, so that launcher processes (submitit) that unpickle ``main`` know the schemas.
+schema.register()
+
+
 # An absolute path: a relative one from inside a package makes Hydra look for a package
 # ``huberkl.conf`` (which has no __init__.py, being plain YAML shipped as package data).
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
-
-
-@hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
+@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     """One sweep job: train and score; returns AP so that optimising sweepers can use it."""
     from hydra.core.hydra_config import HydraConfig
@@ -36,6 +41,7 @@ def main(cfg: DictConfig) -> float | None:
     from huberkl import config
     from huberkl.detect import dist, engine, runs
 
+    schema.check(cfg)  # ranges (multirun checked every job already; this covers __main__)
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
     if dist.from_env()[0] == 0:
@@ -58,11 +64,25 @@ def _parse(overrides: Sequence[str]):
 
 
 def sweep_points(overrides: Sequence[str]) -> list[list[str]]:
-    """The override lists of every job of the sweep (Hydra's own expansion of ``a=1,2``)."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    """The override lists of every job of the sweep: the Cartesian product of the swept
+    values, in the basic sweeper's order (first key slowest), from Hydra's public parser."""
+    from hydra.errors import HydraException
 
-    batches = BasicSweeper.split_arguments(_parse(overrides), None)
-    return [job for batch in batches for job in batch]
+    from huberkl.errors import InputError
+
+    choices = []
+    for o in _parse(overrides):
+        key = o.get_key_element()
+        try:
+            values = list(o.sweep_string_iterator()) if o.is_sweep_override() else None
+        except HydraException as exc:  # glob() needs the config loader: not supported here
+            raise InputError(f"bad sweep {key}: {str(exc).strip().splitlines()[0]}") from None
+        choices.append(
+            [f"{key}={v}" for v in values]
+            if values is not None
+            else [f"{key}={o.get_value_element_as_str()}"]
+        )
+    return [list(job) for job in itertools.product(*choices)]
 
 
 def multirun(overrides: Sequence[str], sweep_dir: str | Path | None = None) -> None:
@@ -75,6 +95,8 @@ def multirun(overrides: Sequence[str], sweep_dir: str | Path | None = None) -> N
 
     for job in sweep_points(overrides):
         config.compose([o for o in job if not o.startswith("hydra")])  # InputError names it
+    # Hydra has no public API that runs a multirun from Python: ``hydra.main`` (which parses
+    # sys.argv) is the only public entry to the sweeper and launcher plugins, hence the argv.
     fixed = sorted({o.key_or_group for o in _parse(overrides) if not o.is_sweep_override()})
     keys = ",".join(f"'{k}'" for k in ["hydra.sweep.dir", *fixed])
     args = [*overrides, f"hydra.job.config.override_dirname.exclude_keys=[{keys}]"]

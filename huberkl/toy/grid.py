@@ -175,7 +175,11 @@ def alpha_grid(
 
 
 def check_spec(spec: GridSpec) -> None:
-    """Raise ``InputError`` (one line) for a grid that cannot run."""
+    """Raise ``InputError`` (one line) for a grid that cannot run.
+
+    Not a duplicate of the CLI's check (:class:`huberkl.schema.ToySchema`, at compose): this
+    guards :func:`run_grid` for library callers who build a ``GridSpec`` themselves.
+    """
     check_problem(spec.n, spec.k, spec.delta, spec.n_test, spec.theta)
     if not spec.families:
         raise InputError("the noise family list is empty; allowed: laplace, logistic, cauchy")

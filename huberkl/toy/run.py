@@ -8,78 +8,42 @@ and noise, with the theory's slope), ``figure2.png``/``.pdf`` and ``summary.json
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from huberkl.errors import InputError
+from huberkl import schema
 from huberkl.toy import analysis, grid, plots, theory
-from huberkl.toy.data import check_family
-
-
-def _numbers(name: str, value: Any) -> list[float]:
-    items = value if isinstance(value, (list, tuple)) else [value]
-    try:
-        return [float(v) for v in items]
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be a list of numbers, got {value!r}") from None
-
-
-def _count(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InputError(f"{name} must be an integer, got {value!r}")
-    return value
 
 
 def build_spec(toy: DictConfig | dict, base_seed: int = 0) -> grid.GridSpec:
-    """A checked :class:`grid.GridSpec` from the ``toy`` config section."""
-    t = OmegaConf.to_container(toy, resolve=True) if isinstance(toy, DictConfig) else dict(toy)
-    families = t["families"] if isinstance(t["families"], list) else [t["families"]]
-    families = [check_family(f) for f in families]
-    solver = str(t.get("solver", "exact")).lower()
-    if solver not in ("exact", "gd", "both"):
-        raise InputError(f"unknown solver {solver!r}; allowed: exact, gd, both")
-    scales = _numbers("toy.scales", t["scales"])
-    a = t["alpha"]
-    lo, hi = float(a["min"]), float(a["max"])
-    for name, v in (("toy.alpha.min", lo), ("toy.alpha.max", hi)):
-        if not (math.isfinite(v) and v > 0):
-            raise InputError(f"{name} (α) must be > 0, got {v!r}")
-    num = _count("toy.alpha.num", a["num"])
-    if num < 1:
-        raise InputError(f"the α grid is empty: toy.alpha.num must be >= 1, got {num}")
-    for s in scales:
-        if not (math.isfinite(s) and s > 0):
-            raise InputError(f"noise scale must be > 0, got {s!r}")
-    seeds = _count("toy.seeds", t["seeds"])
-    gd = t.get("gd", {})
-    gd_seeds = _count("toy.gd.seeds", gd.get("seeds", 1))
-    spec = grid.GridSpec(
-        families=families,
-        scales=scales,
+    """A :class:`grid.GridSpec` from the ``toy`` config section, checked by its schema
+    (:class:`huberkl.schema.ToySchema`: the one place that validates the toy settings)."""
+    t = schema.settings("toy", toy)
+    a = t.alpha
+    return grid.GridSpec(
+        families=[str(f).lower() for f in t.families],
+        scales=[float(s) for s in t.scales],
         alphas=grid.alpha_grid(
-            scales, min(lo, hi), max(lo, hi), num, bool(a.get("relative", False))
+            t.scales, min(a.min, a.max), max(a.min, a.max), a.num, bool(a.relative)
         ),
-        seeds=list(range(seeds)),
-        solvers=["exact", "gd"] if solver == "both" else [solver],
-        n=_count("toy.n", t["n"]),
-        k=_count("toy.k", t["k"]),
-        delta=float(t["delta"]),
-        theta=_numbers("toy.theta", t["theta"]),
-        n_test=_count("toy.n_test", t["n_test"]),
+        seeds=list(range(t.seeds)),
+        solvers=["exact", "gd"] if t.solver == "both" else [t.solver],
+        n=t.n,
+        k=t.k,
+        delta=float(t.delta),
+        theta=[float(v) for v in t.theta],
+        n_test=t.n_test,
         base_seed=int(base_seed),
-        lrs=_numbers("toy.gd.lrs", gd.get("lrs", [])),
-        steps=_count("toy.gd.steps", gd.get("steps", 0)),
-        gd_seeds=list(range(gd_seeds)),
-        max_iter=_count("toy.exact.max_iter", t.get("exact", {}).get("max_iter", 100)),
-        ftol=t.get("exact", {}).get("ftol"),
+        lrs=[float(v) for v in t.gd.lrs],
+        steps=t.gd.steps,
+        gd_seeds=list(range(t.gd.seeds)),
+        max_iter=t.exact.max_iter,
+        ftol=t.exact.ftol,
     )
-    grid.check_spec(spec)
-    return spec
 
 
 def run_toy(cfg: DictConfig, out_dir: str | Path, *, console=None, progress: bool = True) -> dict:
@@ -88,22 +52,16 @@ def run_toy(cfg: DictConfig, out_dir: str | Path, *, console=None, progress: boo
 
     from huberkl.progress import progress_bar
 
-    toy = cfg.toy
-    spec = build_spec(toy, int(cfg.get("seed", 0) or 0))
-    device = grid.resolve_device(toy.get("device", "auto"))
-    dtype = grid.resolve_dtype(toy.get("dtype", "float32"))
-    artefact_tol = float(toy.get("artefact_tol", 1e-5))
-    bootstrap = _count("toy.bootstrap", toy.get("bootstrap", 1000))
-    if bootstrap < 1:
-        raise InputError(f"toy.bootstrap must be >= 1, got {bootstrap}")
-    mem_fraction = float(toy.get("mem_fraction", 0.25))
-    if not 0 < mem_fraction <= 1:
-        raise InputError(f"toy.mem_fraction must be in (0, 1], got {mem_fraction}")
-    threads = resolve_threads(toy.get("threads"))
-    cpu_budget_mb = resolve_cpu_budget(toy.get("cpu_budget_mb", 16))
-    chunk = toy.get("chunk")
-    if chunk is not None and _count("toy.chunk", chunk) < 1:
-        raise InputError(f"toy.chunk must be >= 1 or null, got {chunk}")
+    t = schema.settings("toy", cfg.toy)
+    spec = build_spec(cfg.toy, int(cfg.get("seed", 0) or 0))
+    device = grid.resolve_device(t.device)
+    dtype = grid.resolve_dtype(t.dtype)
+    artefact_tol = float(t.artefact_tol)
+    bootstrap = t.bootstrap
+    mem_fraction = float(t.mem_fraction)
+    threads = resolve_threads(t.threads)
+    cpu_budget_mb = float(t.cpu_budget_mb)
+    chunk = t.chunk
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _record_run(out, {"threads": threads, "device": str(device)})
@@ -173,23 +131,12 @@ def run_toy(cfg: DictConfig, out_dir: str | Path, *, console=None, progress: boo
     return summary
 
 
-def resolve_threads(value: Any) -> int:
-    """``toy.threads``: a count >= 1, or null for :func:`grid.available_cores`. The count
-    is fixed by the config, not by how busy the machine is: float32 sums may round
-    differently with another thread count (see ``tests/test_toy_solvers.py``)."""
-    if value is None:
-        return grid.available_cores()
-    if _count("toy.threads", value) < 1:
-        raise InputError(f"toy.threads must be >= 1 or null, got {value}")
-    return int(value)
-
-
-def resolve_cpu_budget(value: Any) -> float:
-    """``toy.cpu_budget_mb``: MiB one solver call may hold on the CPU, a number > 0."""
-    ok = not isinstance(value, bool) and isinstance(value, (int, float))
-    if not (ok and math.isfinite(value) and value > 0):
-        raise InputError(f"toy.cpu_budget_mb must be a number > 0, got {value!r}")
-    return float(value)
+def resolve_threads(value: int | None) -> int:
+    """``toy.threads`` (checked by the schema): the count, or null for
+    :func:`grid.available_cores`. The count is fixed by the config, not by how busy the
+    machine is: float32 sums may round differently with another thread count (see
+    ``tests/test_toy_solvers.py``)."""
+    return grid.available_cores() if value is None else int(value)
 
 
 def _record_run(out: Path, extra: dict) -> None:
