@@ -258,6 +258,66 @@ def _derivatives(
     return blocks.mm(psi, blocks.A), design.unpack(flat), F, flat[:, -1]
 
 
+@dataclass
+class _Answers:
+    """What :func:`_newton` returns per original row, filled in as rows finish."""
+
+    phi: Tensor  # (B, K)
+    gap: Tensor  # (B,) relative Newton decrement
+    iters: Tensor  # (B,)
+    converged: Tensor  # (B,)
+    F: Tensor  # (B,) Σ H_1 at the end
+
+    @classmethod
+    def empty(cls, u: Tensor, k: int) -> _Answers:
+        b = u.shape[0]
+        return cls(
+            phi=u.new_zeros(b, k),
+            gap=u.new_full((b,), float("inf")),
+            iters=torch.zeros(b, dtype=torch.long, device=u.device),
+            converged=torch.zeros(b, dtype=torch.bool, device=u.device),
+            F=u.new_zeros(b),
+        )
+
+    def record(
+        self, rows: Tensor, phi: Tensor, gap: Tensor, ok: Tensor, it: int, F: Tensor
+    ) -> None:
+        self.phi[rows], self.gap[rows], self.converged[rows] = phi, gap, ok
+        self.iters[rows] = it
+        self.F[rows] = F
+
+
+def _objective_of(u: Tensor, psi: Tensor | None, scratch: Tensor, at: Tensor) -> Tensor:
+    """``Σ H_1(u)`` of rows ``at``; with ``ψ(u)`` known, every row at once into ``scratch``
+    (no gathers of (B, N) rows)."""
+    every = len(at) == len(u)
+    if psi is not None:
+        F_all = torch.add(u, psi, alpha=-0.5, out=scratch).mul_(psi).sum(-1)
+        return F_all if every else F_all[at]
+    return huber_sum(u) if every else huber_sum(u.index_select(0, at))
+
+
+def _direction(
+    design: Design, blocks: _Blocks, H: Tensor, u: Tensor, g: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Newton step ``d = H⁻¹g`` (B, K), ``λ² = gᵀd`` (B,) and whether ``H`` was the true
+    Hessian (not the fallback of :func:`_factor`)."""
+    L, exact = _factor(design, blocks, H, u)
+    d = torch.cholesky_solve(g.unsqueeze(-1), L).squeeze(-1)
+    return d, (g * d).sum(-1), exact
+
+
+def _slope_tolerance(dec: Tensor, length: Tensor, trusted: Tensor, rounding: float) -> Tensor:
+    """How far past the line minimum (in line slope at t = 1) a full step may land.
+
+    The rounding of ``dᵀAᵀψ`` (at most ``eps·‖Ad‖₁ <= eps·√N·‖Ad‖₂``, times _ROUNDING),
+    never more than _SLOPE_TOL of the predicted decrease λ²; a trusted Newton step may
+    overshoot by _OVERSHOOT·λ². By convexity F rose by at most the tolerance.
+    """
+    tol = torch.minimum(_SLOPE_TOL * dec, rounding * length)
+    return torch.where(trusted, _OVERSHOOT * dec, tol)
+
+
 def _newton(
     design: Design,
     blocks: _Blocks,
@@ -276,102 +336,68 @@ def _newton(
     ``g`` (B, K), ``H`` (B, K, K), ``F_ref`` (B,) and ``count`` (B,) are the derivatives,
     objective and points in the quadratic zone at φ = 0. Each step is a Newton step
     ``d = H⁻¹g`` (``g = Aᵀψ`` is minus the gradient). It is kept when the slope of the
-    convex line ``t ↦ F(φ + t·d)`` at t = 1, ``−dᵀg_new``, is within its tolerance
-    (``g_new`` is needed anyway, so this costs nothing); otherwise :func:`_backtrack`
-    searches the line. A row stops when the Newton decrement with the true Hessian at its
-    point predicts a relative gap below ``ftol`` (a full step from the right partition
-    lands on the minimiser, so this is met in a step or two). No objective is evaluated in
-    the loop; ``F_ref`` (within a small factor of the minimum) is the scale of "relative".
-    ``origin(rows)`` returns the starting ``u`` of those rows (a line search restarts from
-    there rather than undoing a long step in floating point). Steps are capped at
-    ``‖Ad‖₂ <= 2·F_ref + N``: the minimiser's residuals lie within that l1 distance
-    (``Σ|u| <= Σ H_1(u) + N/2``), so only absurd steps of a near-singular Hessian are cut.
-    ``buffers``: optional ``(ψ(u), scratch)`` (B, N) workspaces, overwritten (fresh
-    (B, N) pages cost a pass each); ``u`` may be swapped with the scratch when finished
-    rows are dropped. ``blocks``: which seed's design each row of ``u`` uses; when finished
-    rows are dropped, every block keeps its live rows and is padded to the longest with
-    frozen copies (seeds converge alike, so the padding is small).
+    convex line ``t ↦ F(φ + t·d)`` at t = 1, ``−dᵀg_new``, is within
+    :func:`_slope_tolerance` (``g_new`` is needed anyway, so this costs nothing);
+    otherwise :func:`_backtrack` searches the line. A row stops when the Newton decrement
+    with the true Hessian at its point predicts a relative gap below ``ftol`` (a full step
+    from the right partition lands on the minimiser, so this is met in a step or two). No
+    objective is evaluated in the loop; ``F_ref`` (within a small factor of the minimum)
+    is the scale of "relative". ``origin(rows)`` returns the starting ``u`` of those rows
+    (a line search restarts from there rather than undoing a long step in floating point).
+    Steps are capped at ``‖Ad‖₂ <= 2·F_ref + N``: the minimiser's residuals lie within
+    that l1 distance (``Σ|u| <= Σ H_1(u) + N/2``), so only absurd steps of a near-singular
+    Hessian are cut. ``buffers``: optional ``(ψ(u), scratch)`` (B, N) workspaces,
+    overwritten (fresh (B, N) pages cost a pass each). ``blocks``: which seed's design
+    each row of ``u`` uses; when finished rows are dropped (:func:`_pack`), every block
+    keeps its live rows and is padded to the longest with frozen copies.
     Returns φ (B, K), relative decrement (B,), iterations (B,), converged (B,) and the
     objective ``Σ H_1`` at the end (B,).
     """
-    dtype, device = u.dtype, u.device
     b, k, n = u.shape[0], design.k, design.n
     F_abs = F_ref.abs()
-    half_inv_F = 0.5 / F_abs.clamp_min(torch.finfo(dtype).tiny)
+    half_inv_F = 0.5 / F_abs.clamp_min(torch.finfo(u.dtype).tiny)
     cap = 2 * F_abs + n
-    rounding = _ROUNDING * torch.finfo(dtype).eps * n**0.5
-    out_phi = u.new_zeros(b, k)
-    out_gap = u.new_full((b,), float("inf"))
-    out_F = u.new_zeros(b)
-    out_iters = torch.zeros(b, dtype=torch.long, device=device)
-    out_conv = torch.zeros(b, dtype=torch.bool, device=device)
-
-    idx = torch.arange(b, device=device)  # original row of every live row
+    rounding = _ROUNDING * torch.finfo(u.dtype).eps * n**0.5
+    answers = _Answers.empty(u, k)
+    idx = torch.arange(b, device=u.device)  # original row of every live row
     phi = u.new_zeros(b, k)
-    if buffers is None:
-        psi_buf: Tensor | None = None  # ψ(u), known after the first step
-        inside = torch.empty_like(u)  # buffers, reused: fresh (B, N) pages cost a pass
-    else:
-        psi_buf, inside = buffers  # ψ(u) already there
-    psi = psi_buf
-    frozen = torch.zeros(b, dtype=torch.bool, device=device)
-    n_frozen = 0
-    L, exact = _factor(design, blocks, H, u)
-    d = torch.cholesky_solve(g.unsqueeze(-1), L).squeeze(-1)
-    dec = (g * d).sum(-1)  # λ²; the predicted decrease is λ²/2
+    # ψ(u) (None until the first step unless the caller passes it) and a scratch buffer
+    psi, scratch = (None, torch.empty_like(u)) if buffers is None else buffers
+    frozen = torch.zeros(b, dtype=torch.bool, device=u.device)  # finished, kept as padding
+    d, dec, exact = _direction(design, blocks, H, u, g)
     it = 0
     while True:
         rel = dec * half_inv_F
         ok = (rel <= ftol) & exact
         stop = (ok | ~torch.isfinite(rel) if it < max_iter else torch.ones_like(ok)) & ~frozen
-        n_stop = int(stop.sum())
-        if n_stop:
+        if bool(stop.any()):
             at = stop.nonzero().squeeze(1)
-            rows = idx[at]
-            out_phi[rows], out_gap[rows], out_conv[rows] = phi[at], rel[at], ok[at]
-            out_iters[rows] = it
-            if psi is not None:  # the scratch is free here: every row, no gathers
-                F_all = torch.add(u, psi, alpha=-0.5, out=inside).mul_(psi).sum(-1)
-                out_F[rows] = F_all if n_stop == len(u) else F_all[at]
-            elif n_stop == len(u):
-                out_F[rows] = huber_sum(u)
-            else:
-                out_F[rows] = huber_sum(
-                    u.index_select(0, at), None if psi is None else psi.index_select(0, at)
-                )
+            F_at = _objective_of(u, psi, scratch, at)
+            answers.record(idx[at], phi[at], rel[at], ok[at], it, F_at)
             frozen |= stop
-            n_frozen += n_stop
+        n_frozen = int(frozen.sum())
         if n_frozen == len(u):
             break
-        if n_frozen >= _COMPACT * len(u):  # drop finished rows from the batch
-            packed = _pack(blocks, frozen)
-            if packed is not None:
-                keep, frozen, blocks = packed
-                phi, d, dec, g, L, exact, count, idx, half_inv_F, cap = (
-                    t.index_select(0, keep)
-                    for t in (phi, d, dec, g, L, exact, count, idx, half_inv_F, cap)
-                )
-                # ψ and the scratch are rewritten before they are read again: no copies
-                m = len(keep)
-                u, inside = torch.index_select(u, 0, keep, out=inside[:m]), u[:m]
-                psi = None if psi is None else psi[:m]
-                n_frozen = int(frozen.sum())
-        if n_frozen:
-            d = d.masked_fill(frozen[:, None], 0.0)
+        if n_frozen >= _COMPACT * len(u) and (packed := _pack(blocks, frozen)) is not None:
+            keep, frozen, blocks = packed
+            phi, d, dec, g, exact, count, idx, half_inv_F, cap = (
+                t.index_select(0, keep)
+                for t in (phi, d, dec, g, exact, count, idx, half_inv_F, cap)
+            )
+            u = u.index_select(0, keep)  # a fresh (m, N) tensor: no buffer is shared
+            # ψ and the scratch are fully rewritten (clamp/abs with out=) before they are
+            # read again, so their first m rows serve as the smaller buffers
+            scratch = scratch[: len(keep)]
+            psi = None if psi is None else psi[: len(keep)]
+        d = d.masked_fill(frozen[:, None], 0.0)
         length = blocks.mm(d, blocks.chol).norm(dim=-1)  # ‖Ad‖₂, as G = LLᵀ
         shrink = (cap / length).clamp_(max=1)
         d, length = d * shrink[:, None], length * shrink
-        # slope tolerance: the rounding of dᵀAᵀψ (at most eps·‖Ad‖₁ <= eps·√N·‖Ad‖₂) and
-        # never more than a small part of the predicted decrease; a trusted Newton step
-        # (true Hessian from enough points, not capped) may overshoot by _OVERSHOOT·λ²
-        tol = torch.minimum(_SLOPE_TOL * dec, rounding * length)
         trusted = exact & (count >= _TRUSTED * k) & (shrink == 1)
-        tol = torch.where(trusted, _OVERSHOOT * dec, tol)
+        tol = _slope_tolerance(dec, length, trusted, rounding)
 
         blocks.sub_(u, d)  # full step, t = 1
-        if psi is None:
-            psi = torch.empty_like(u)
-        torch.clamp(u, -1, 1, out=psi)
+        psi = torch.clamp(u, -1, 1, out=torch.empty_like(u) if psi is None else psi)
         g = blocks.mm(psi, blocks.A)
         overshot = (d * g).sum(-1) < -tol
         step = d
@@ -381,13 +407,11 @@ def _newton(
             )
         phi += step
         it += 1
-        torch.abs(u, out=inside).le_(1)  # the Hessian at the new point, and its count
-        flat = blocks.mm(inside, blocks.products)
+        # the Hessian at the new point, from the indicator of the quadratic zone |u| <= 1
+        flat = blocks.mm(torch.abs(u, out=scratch).le_(1), blocks.products)
         count = flat[:, -1]
-        L, exact = _factor(design, blocks, design.unpack(flat), u)
-        d = torch.cholesky_solve(g.unsqueeze(-1), L).squeeze(-1)
-        dec = (g * d).sum(-1)
-    return out_phi, out_gap, out_iters, out_conv, out_F
+        d, dec, exact = _direction(design, blocks, design.unpack(flat), u, g)
+    return answers.phi, answers.gap, answers.iters, answers.converged, answers.F
 
 
 def _pack(blocks: _Blocks, frozen: Tensor) -> tuple[Tensor, Tensor, _Blocks] | None:
