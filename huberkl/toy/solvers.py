@@ -580,6 +580,36 @@ def _waves(rows: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor, list[Tensor]]:
     return used, inverse, list(torch.split(by_rank, sizes))
 
 
+def _solve_rows(
+    design: Design,
+    blocks: _Blocks,
+    labels: Tensor,
+    y_rows: Tensor,
+    alpha: Tensor,
+    start: Tensor,
+    F_scale: Tensor | None,
+    work: Tensor,
+    ftol: float,
+    max_iter: int,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """One batch of fits: row r fits label row ``labels[y_rows[r]]`` with ``alpha[r]`` from
+    ``start[r]`` (R, K) on the design of ``blocks.sid[r]``. ``F_scale`` (R,): the scale of
+    the relative convergence test, or None to use the objective at the start. ``work``
+    (3, R, N): the u, ψ and scratch buffers. Returns :func:`_newton`'s φ (θ = start + α·φ),
+    gap, iterations, converged and ``Σ H_1``."""
+    u, psi, scratch = work
+    torch.index_select(labels, 0, y_rows, out=u)
+    blocks.sub_(u, start).div_(alpha[:, None])
+    g, H, F, count = _derivatives(design, blocks, u, F_scale is None, psi=psi, inside=scratch)
+    F = F if F_scale is None else F_scale
+
+    def origin(i: Tensor) -> Tensor:
+        base = labels.index_select(0, y_rows[i])
+        return base.sub_(seed_mm(start[i], blocks.sid[i], design.At)).div_(alpha[i, None])
+
+    return _newton(design, blocks, u, g, H, F, count, ftol, max_iter, origin, (psi, scratch))
+
+
 def solve_exact(
     design: Design,
     Y: Tensor,
@@ -648,25 +678,17 @@ def solve_exact(
         if nb not in blocks_of:
             blocks_of[nb] = _Blocks.of(design, nb)
         blocks = blocks_of[nb]
-        u = torch.index_select(sub_flat, 0, y_rows, out=work[0, : s_n * nb])
-        blocks.sub_(u, start.reshape(-1, design.k)).div_(a_rows[:, None])
-        psi_w, inside_w = work[1, : s_n * nb], work[2, : s_n * nb]
-        g, H, F, count = _derivatives(
-            design, blocks, u, theta0 is not None or w == 0, psi=psi_w, inside=inside_w
-        )
-        if F is None:
+        F_scale = None
+        if theta0 is None and w > 0:
             # Σ H_1(r/α) at the previous α' minimiser lies within a factor α'/α of this at
             # the same point; it only sets the scale of the relative convergence test.
-            F = (prev_F.index_select(1, label) * (prev_alpha.index_select(1, label) / a)).view(-1)
+            F_scale = prev_F.index_select(1, label) * (prev_alpha.index_select(1, label) / a)
+            F_scale = F_scale.view(-1)
         start_flat = start.reshape(-1, design.k)
-
-        def origin(i: Tensor, start=start_flat, y_rows=y_rows, a=a_rows, sid=blocks.sid) -> Tensor:
-            base = sub_flat.index_select(0, y_rows[i])
-            return base.sub_(seed_mm(start[i], sid[i], design.At)).div_(a[i, None])
-
-        phi, gap_w, it_w, conv_w, F_w = _newton(
-            design, blocks, u, g, H, F, count, ftol, max_iter, origin, (psi_w, inside_w)
-        )
+        phi, gap_w, it_w, conv_w, F_w = _solve_rows(
+            design, blocks, sub_flat, y_rows, a_rows, start_flat, F_scale,
+            work[:, : s_n * nb], ftol, max_iter,
+        )  # fmt: skip
         theta_w = (start_flat + a_rows[:, None] * phi).view(s_n, nb, -1)
         for out, value in (
             (theta, theta_w),
