@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import csv
 import io
 import json
@@ -9,6 +10,7 @@ import re
 import subprocess
 import sys
 from fractions import Fraction as F
+from pathlib import Path
 
 import pytest
 import yaml
@@ -437,3 +439,58 @@ def test_cli_preset_fragments_pick_the_head_per_stage() -> None:
     assert "ROI_BOX_HEAD" in out and "target_stds=[0.1, 0.1, 0.2, 0.2]" in out
     md = _run("--preset", "torchvision-retinanet", "--fragments", "--format", "markdown")
     assert "```yaml" in md and "RETINANET" in md and "| x | 1 | 0 | 0 | wa | 1 |" in md
+
+
+def test_markdown_stage_table_bytes() -> None:
+    """The per-stage Markdown table, byte for byte (σ, the scales in the paper's notation
+    and their decimals: label α·σ = σ/9, prediction σ/λ = σ/2)."""
+    params = StageParams(
+        alpha=F(1, 9), lam=F(2), sigma={"x": F(1, 10), "y": F(1, 10), "w": F(1, 5), "h": F(1, 5)}
+    )
+    md = lib.render_markdown([(None, [lib.read_stage(params)])])
+    assert md == (
+        "**custom settings: λ = 2, α = 1/9 (huber, (λ/α)·H_α)**\n"
+        "\n"
+        "| coordinate | σ | label noise | ≈ | prediction noise | ≈ |\n"
+        "|---|---|---|---|---|---|\n"
+        "| x | 1/10 | wa/90 | 0.01111 | wa/20 | 0.05 |\n"
+        "| y | 1/10 | ha/90 | 0.01111 | ha/20 | 0.05 |\n"
+        "| w | 1/5 | wa/45 | 0.02222 | wa/10 | 0.1 |\n"
+        "| h | 1/5 | ha/45 | 0.02222 | ha/10 | 0.1 |\n"
+    )
+
+
+def test_markdown_presets_side_by_side_layout() -> None:
+    """Several presets: a Table 1 block and a Table 2 block, one blank line between parts."""
+    groups = [(n, lib.read_preset(load_preset(n))) for n in ("exp-a", "exp-b")]
+    md = lib.render_markdown(groups)
+    blocks = md.split("\n\n")
+    assert blocks[0] == "**Settings (Table 1)**" and blocks[2] == "**Noise scales (Table 2)**"
+    assert md.endswith(" |\n") and "\n\n\n" not in md
+    assert len(blocks[1].splitlines()) == 2 + 8 and len(blocks[3].splitlines()) == 2 + 8
+
+
+def _imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+    return names
+
+
+def test_interpret_modules_import_only_lower_ones_and_stay_small() -> None:
+    """scales < readings < fragments < render: each imports only those before it, none
+    imports torch, and no function is longer than 100 lines."""
+    order = ["scales", "readings", "fragments", "render"]
+    root = Path(lib.__file__).parent
+    for i, name in enumerate(order):
+        path = root / f"{name}.py"
+        inside = {m.rsplit(".", 1)[1] for m in _imports_of(path) if m.startswith("huberkl.interp")}
+        assert inside <= set(order[:i]), (name, inside)
+        assert not any(m.split(".")[0] == "torch" for m in _imports_of(path)), name
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef):
+                assert node.end_lineno - node.lineno < 100, (name, node.name)

@@ -12,7 +12,8 @@ import pytest
 
 from huberkl import reproduce
 from huberkl.errors import InputError
-from huberkl.report.build import build_report, export_reference, md_table
+from huberkl.report.build import build_report, export_reference
+from huberkl.tables import markdown_table
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -71,8 +72,8 @@ def test_bad_scale_is_an_input_error():
         reproduce.load_plan("huge")
 
 
-def test_md_table_escapes_pipes():
-    text = md_table(["a", "b"], [["x|y", 1]])
+def test_markdown_table_escapes_pipes():
+    text = markdown_table(["a", "b"], [["x|y", 1]])
     assert text.splitlines()[2] == "| x\\|y | 1 |"
 
 

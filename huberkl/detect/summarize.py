@@ -23,6 +23,7 @@ import yaml
 
 from huberkl.errors import InputError
 from huberkl.params import COORDS, Preset, available_presets
+from huberkl.tables import markdown_table
 
 METRICS = ("AP50", "AP75", "AP")
 METRIC_COLS = ("@.5", "@.75", "@.5:.95")
@@ -200,9 +201,8 @@ def to_csv(rows: Sequence[Row]) -> str:
 
 
 def to_markdown(rows: Sequence[Row]) -> str:
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(rows)]
-    return "\n".join(lines) + "\n"
+    """``summary.md``: the rows of :func:`table_rows` under ``HEADER``."""
+    return markdown_table(HEADER, table_rows(rows))
 
 
 def _compact(scales: Sequence[Fraction]) -> str:

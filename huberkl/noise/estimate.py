@@ -15,8 +15,8 @@ import numpy as np
 
 from huberkl.errors import InputError
 from huberkl.noise import families as fam
+from huberkl.params import COORDS
 
-COORDS = ("x", "y", "w", "h")
 SUBSAMPLE = 50_000  # truncated fits start from a fit on this many errors
 FEW = 100  # below this many errors the interval is wide: a warning, not a refusal
 

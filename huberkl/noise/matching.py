@@ -20,8 +20,6 @@ from scipy.optimize import linear_sum_assignment
 
 from huberkl.errors import InputError
 
-COORDS = ("x", "y", "w", "h")
-
 
 @dataclass(frozen=True)
 class Boxes:

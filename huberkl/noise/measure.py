@@ -21,8 +21,7 @@ from huberkl.errors import InputError
 from huberkl.noise import estimate as est
 from huberkl.noise import settings as st
 from huberkl.noise.families import check_family, check_mode
-
-COORDS = est.COORDS
+from huberkl.params import COORDS
 
 
 def _settings(

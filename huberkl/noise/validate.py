@@ -27,6 +27,7 @@ from huberkl.detect.synth import perturb_targets
 from huberkl.noise import estimate as est
 from huberkl.noise.families import FAMILIES
 from huberkl.noise.matching import Boxes, match
+from huberkl.params import COORDS
 
 SCALES = (0.01, 0.05, 0.1, 0.2)
 TOLERANCE = {"gold": 0.10, "peer": 0.15}
@@ -61,9 +62,9 @@ def one_draw(
     e = est.estimate(m.errors, mode, resamples=0, min_iou=min_iou)
     return {
         "matched": m.matched,
-        "chosen_ok": [e.coords[c].family == family for c in est.COORDS],
-        "rel_err": [e.coords[c].scale / scale - 1 for c in est.COORDS],
-        "rel_err_true_family": [e.coords[c].fits[family].scale / scale - 1 for c in est.COORDS],
+        "chosen_ok": [e.coords[c].family == family for c in COORDS],
+        "rel_err": [e.coords[c].scale / scale - 1 for c in COORDS],
+        "rel_err_true_family": [e.coords[c].fits[family].scale / scale - 1 for c in COORDS],
     }
 
 

@@ -18,24 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from huberkl import __version__
+from huberkl.params import COORDS
 from huberkl.report import paper
+from huberkl.tables import markdown_table
 
-COORDS = ("x", "y", "w", "h")
 METRICS = (("AP50", "mAP@0.5"), ("AP75", "mAP@0.75"), ("AP", "mAP@[.5:.95]"))
 
 
 # ---------------------------------------------------------------- small writers
-
-
-def md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A GitHub-flavoured Markdown table (pipes in cells escaped)."""
-
-    def cell(v: Any) -> str:
-        return str(v).replace("|", "\\|")
-
-    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
 
 
 def _pct(v: float | None) -> str:
@@ -135,7 +125,7 @@ class Report:
                         f"{(g['huber'] - g['upper']).max():.2e}",
                     ]
                 )
-            self.add(md_table(["α", "max(D_{α,1/α} − H_α)", "max(H_α − D_{α/2,1/α})"], rows))
+            self.add(markdown_table(["α", "max(D_{α,1/α} − H_α)", "max(H_α − D_{α/2,1/α})"], rows))
             _save_table(
                 self.dest,
                 "figure1_bounds",
@@ -175,7 +165,7 @@ class Report:
         for c in COORDS:
             rows1.append([f"σ{c}", *[self._exact(by_name, n, st, "sigma", c) for n, st in cols]])
         self.add("**Table 1** (settings, from `conf/params/`):\n")
-        self.add(md_table(header, rows1))
+        self.add(markdown_table(header, rows1))
         _save_table(self.dest, "table1", header, rows1)
         # Table 2: ours, with a check mark where the paper's cell agrees.
         rows2, agree, total = [], 0, 0
@@ -192,7 +182,7 @@ class Report:
         self.add(
             f"**Table 2** (noise scales read by `huberkl interpret`; {agree}/{total} cells equal the paper's):\n"
         )
-        self.add(md_table(header, rows2))
+        self.add(markdown_table(header, rows2))
         _save_table(self.dest, "table2", header, rows2)
         self.claims.append(
             (
@@ -234,7 +224,7 @@ class Report:
             self.add(
                 "Linear fit of the optimal α against the noise scale, per noise family and solver:\n"
             )
-            self.add(md_table(list(df.columns), df.round(4).astype(str).values.tolist()))
+            self.add(markdown_table(list(df.columns), df.round(4).astype(str).values.tolist()))
             _save_table(self.dest, "figure2_fit", list(df.columns), df.values.tolist())
             if {"solver", "noise", "slope", "r2"} <= set(df.columns):
                 self._toy_claims(df)
@@ -300,7 +290,7 @@ class Report:
             )
             rel = _link(self.step_dir(step), self.dest)
             rows.append([label, *ours, *theirs, f"[{step}]({rel}/config.yaml)"])
-        self.add(md_table(header, rows))
+        self.add(markdown_table(header, rows))
         _save_table(self.dest, table_name, header, rows)
         return got
 
@@ -356,7 +346,7 @@ class Report:
             f"**Run-to-run noise.** Faster R-CNN with the Implementation settings over {len(runs)} "
             "seeds (same data, different initialisation and data order) spans:\n"
         )
-        self.add(md_table([m for _, m in METRICS], rows))
+        self.add(markdown_table([m for _, m in METRICS], rows))
         self.add(
             "Differences between settings smaller than this span are not read as effects below.\n"
         )
@@ -437,7 +427,7 @@ class Report:
         rows = [[c, v, e] for c, v, e in self.claims]
         rows += [[c, "cannot test", why] for c, why in paper.UNTESTABLE]
         _save_table(self.dest, "claims", ["claim", "verdict", "evidence"], rows)
-        return "## What the results say about the paper's claims\n\n" + md_table(
+        return "## What the results say about the paper's claims\n\n" + markdown_table(
             ["claim", "verdict", "evidence"], rows
         )
 
@@ -459,7 +449,7 @@ def _step_times(root: Path, steps: Sequence[Any]) -> tuple[str, float]:
         secs = done.get("seconds")
         total += secs or 0.0
         rows.append([s.name, s.title, f"{secs:.0f}" if isinstance(secs, (int, float)) else "–"])
-    return md_table(["step", "what", "seconds"], rows), total
+    return markdown_table(["step", "what", "seconds"], rows), total
 
 
 def build_report(

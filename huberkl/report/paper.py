@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from huberkl.params import COORDS
+
 # (AP50, AP75, AP) per setting; "-" in the paper is None.
 TABLE3_FRCNN = {
     "baseline [18]": (41.5, None, 21.2),
@@ -27,7 +29,7 @@ TABLE1 = ("publication", "implementation", "exp-a", "exp-b", "exp-c")
 
 
 def _cells(x: str, y: str, w: str, h: str) -> dict[str, str]:
-    return {"x": x, "y": y, "w": w, "h": h}
+    return dict(zip(COORDS, (x, y, w, h), strict=True))
 
 
 def _both(label: str, pred: str, lw: str | None = None, pw: str | None = None) -> dict:

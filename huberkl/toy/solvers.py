@@ -27,27 +27,51 @@ from torch import Tensor
 
 from huberkl.errors import InputError
 
-# Huber's proposal-2 constant: α0 = 1.345·σ̂ gives 95 % efficiency under Gaussian noise.
-# Used only for the robust starting point shared by every α of one label row.
+# Statistical constants of the robust starting point shared by every α of one label row
+# (not tuned): Huber's proposal-2 α0 = 1.345·σ̂ (95 % efficiency under Gaussian noise),
+# and σ̂ = 1.4826·MAD (consistent for Gaussian noise).
 _START_ALPHA = 1.345
 _MAD_TO_SIGMA = 1.4826
-_BACKTRACKS = 20
+
+# Tuned constants. What each buys was measured by changing it alone, interleaved with the
+# default in one run (float32, 1 thread) on three problems: "bench", the toy bench's 1032
+# fits (N = 10000, K = 8, waves from the robust start); "cold", the same fits each from
+# θ = 0; "small", 3 seeds × 120 fits with N = 300 and α in [1e-4, 1e-2] from θ = 0
+# (singular Hessians). Iteration and line-search counts are exact; time ratios come from a
+# 2-core machine shared with other jobs and are good to about ±30 %. Rerun any of them
+# with ``python -m benchmarks.toy_constants`` (e.g. ``bench:_OVERSHOOT=0``).
+#
 # A step is kept when the line slope at its end is below the rounding level of that slope
-# (``_ROUNDING·eps·‖Ad‖₁``) and below this fraction of the predicted decrease λ²: by
-# convexity F then rose by at most that much; a step that lands on the minimiser has slope
-# 0 up to rounding and must not be cut. No objective is evaluated for this.
+# (``_ROUNDING·eps·‖Ad‖₁``) and below _SLOPE_TOL of the predicted decrease λ²: by convexity
+# F then rose by at most that much; a step that lands on the minimiser has slope 0 up to
+# rounding and must not be cut. No objective is evaluated for this. Measured: _SLOPE_TOL
+# 1e-2 or 1e-5 and _ROUNDING 1 or 64 left every count unchanged on all three problems, so
+# these are safety margins (rounding bound ×8, a 0.1 % rise of F), not speed settings.
 _SLOPE_TOL = 1e-3
 _ROUNDING = 8.0
 # A Newton step from a well-determined Hessian (at least _TRUSTED·K points in the quadratic
 # zone, true Hessian, step not capped) may overshoot the line minimum by a slope of up to
 # _OVERSHOOT·λ² without a line search: F then rose by at most that (convexity) and in
-# practice fell; it halves the line searches of the toy grid. Other steps must not.
+# practice fell. Other steps must not. Measured on "bench": _OVERSHOOT 0 (no overshoot
+# allowed) takes 97 line searches instead of 6 and 2.2x the time ("cold": 1.7x); 0.5 takes
+# 4 and no measurable time, but on "cold" 6.93 steps per fit instead of 6.50 (1.6x the
+# time). Never trusting a step (_TRUSTED = ∞) takes 47 line searches instead of 6 on
+# "bench" (1.4x the time); _TRUSTED 1 changed no count on "bench" and added 2 fallback
+# factorisations on "cold".
 _TRUSTED = 4
 _OVERSHOOT = 0.25
-# Finished rows are dropped from the batch once they are this fraction of it.
+# Finished rows are dropped from the batch once they are this fraction of it. Measured:
+# never dropping them (_COMPACT > 1) is 1.2x the time on "bench" and 1.4x on "cold" with
+# the same steps; 0.1 and 0.5 were within the noise of the time ratios.
 _COMPACT = 0.25
+# Most line-search trials per step (the last trial is taken). Measured: 5 trials leave 18 %
+# of the "cold" fits and 24 % of the "small" fits unconverged after 100 steps (none and
+# 13 % with 20); 60 trials: 11 % on "small", 39.3 steps per fit instead of 42.5.
+_BACKTRACKS = 20
 # Weight of the IRLS terms ``1/|u|`` of the points outside the quadratic zone in the
-# fallback metric for a singular Hessian (0.1 beat 1 and 0.01 on random small-α problems).
+# fallback metric for a singular Hessian. Measured on "small": weight 1 (the plain IRLS
+# majoriser) takes 72.0 steps per fit instead of 42.5 and leaves 36 % unconverged after
+# 100 steps (13 % with 0.1); weight 0.01 takes 52.3 steps and leaves 16 %.
 _IRLS_WEIGHT = 0.1
 
 
@@ -258,6 +282,66 @@ def _derivatives(
     return blocks.mm(psi, blocks.A), design.unpack(flat), F, flat[:, -1]
 
 
+@dataclass
+class _Answers:
+    """What :func:`_newton` returns per original row, filled in as rows finish."""
+
+    phi: Tensor  # (B, K)
+    gap: Tensor  # (B,) relative Newton decrement
+    iters: Tensor  # (B,)
+    converged: Tensor  # (B,)
+    F: Tensor  # (B,) Σ H_1 at the end
+
+    @classmethod
+    def empty(cls, u: Tensor, k: int) -> _Answers:
+        b = u.shape[0]
+        return cls(
+            phi=u.new_zeros(b, k),
+            gap=u.new_full((b,), float("inf")),
+            iters=torch.zeros(b, dtype=torch.long, device=u.device),
+            converged=torch.zeros(b, dtype=torch.bool, device=u.device),
+            F=u.new_zeros(b),
+        )
+
+    def record(
+        self, rows: Tensor, phi: Tensor, gap: Tensor, ok: Tensor, it: int, F: Tensor
+    ) -> None:
+        self.phi[rows], self.gap[rows], self.converged[rows] = phi, gap, ok
+        self.iters[rows] = it
+        self.F[rows] = F
+
+
+def _objective_of(u: Tensor, psi: Tensor | None, scratch: Tensor, at: Tensor) -> Tensor:
+    """``Σ H_1(u)`` of rows ``at``; with ``ψ(u)`` known, every row at once into ``scratch``
+    (no gathers of (B, N) rows)."""
+    every = len(at) == len(u)
+    if psi is not None:
+        F_all = torch.add(u, psi, alpha=-0.5, out=scratch).mul_(psi).sum(-1)
+        return F_all if every else F_all[at]
+    return huber_sum(u) if every else huber_sum(u.index_select(0, at))
+
+
+def _direction(
+    design: Design, blocks: _Blocks, H: Tensor, u: Tensor, g: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Newton step ``d = H⁻¹g`` (B, K), ``λ² = gᵀd`` (B,) and whether ``H`` was the true
+    Hessian (not the fallback of :func:`_factor`)."""
+    L, exact = _factor(design, blocks, H, u)
+    d = torch.cholesky_solve(g.unsqueeze(-1), L).squeeze(-1)
+    return d, (g * d).sum(-1), exact
+
+
+def _slope_tolerance(dec: Tensor, length: Tensor, trusted: Tensor, rounding: float) -> Tensor:
+    """How far past the line minimum (in line slope at t = 1) a full step may land.
+
+    The rounding of ``dᵀAᵀψ`` (at most ``eps·‖Ad‖₁ <= eps·√N·‖Ad‖₂``, times _ROUNDING),
+    never more than _SLOPE_TOL of the predicted decrease λ²; a trusted Newton step may
+    overshoot by _OVERSHOOT·λ². By convexity F rose by at most the tolerance.
+    """
+    tol = torch.minimum(_SLOPE_TOL * dec, rounding * length)
+    return torch.where(trusted, _OVERSHOOT * dec, tol)
+
+
 def _newton(
     design: Design,
     blocks: _Blocks,
@@ -276,102 +360,68 @@ def _newton(
     ``g`` (B, K), ``H`` (B, K, K), ``F_ref`` (B,) and ``count`` (B,) are the derivatives,
     objective and points in the quadratic zone at φ = 0. Each step is a Newton step
     ``d = H⁻¹g`` (``g = Aᵀψ`` is minus the gradient). It is kept when the slope of the
-    convex line ``t ↦ F(φ + t·d)`` at t = 1, ``−dᵀg_new``, is within its tolerance
-    (``g_new`` is needed anyway, so this costs nothing); otherwise :func:`_backtrack`
-    searches the line. A row stops when the Newton decrement with the true Hessian at its
-    point predicts a relative gap below ``ftol`` (a full step from the right partition
-    lands on the minimiser, so this is met in a step or two). No objective is evaluated in
-    the loop; ``F_ref`` (within a small factor of the minimum) is the scale of "relative".
-    ``origin(rows)`` returns the starting ``u`` of those rows (a line search restarts from
-    there rather than undoing a long step in floating point). Steps are capped at
-    ``‖Ad‖₂ <= 2·F_ref + N``: the minimiser's residuals lie within that l1 distance
-    (``Σ|u| <= Σ H_1(u) + N/2``), so only absurd steps of a near-singular Hessian are cut.
-    ``buffers``: optional ``(ψ(u), scratch)`` (B, N) workspaces, overwritten (fresh
-    (B, N) pages cost a pass each); ``u`` may be swapped with the scratch when finished
-    rows are dropped. ``blocks``: which seed's design each row of ``u`` uses; when finished
-    rows are dropped, every block keeps its live rows and is padded to the longest with
-    frozen copies (seeds converge alike, so the padding is small).
+    convex line ``t ↦ F(φ + t·d)`` at t = 1, ``−dᵀg_new``, is within
+    :func:`_slope_tolerance` (``g_new`` is needed anyway, so this costs nothing);
+    otherwise :func:`_backtrack` searches the line. A row stops when the Newton decrement
+    with the true Hessian at its point predicts a relative gap below ``ftol`` (a full step
+    from the right partition lands on the minimiser, so this is met in a step or two). No
+    objective is evaluated in the loop; ``F_ref`` (within a small factor of the minimum)
+    is the scale of "relative". ``origin(rows)`` returns the starting ``u`` of those rows
+    (a line search restarts from there rather than undoing a long step in floating point).
+    Steps are capped at ``‖Ad‖₂ <= 2·F_ref + N``: the minimiser's residuals lie within
+    that l1 distance (``Σ|u| <= Σ H_1(u) + N/2``), so only absurd steps of a near-singular
+    Hessian are cut. ``buffers``: optional ``(ψ(u), scratch)`` (B, N) workspaces,
+    overwritten (fresh (B, N) pages cost a pass each). ``blocks``: which seed's design
+    each row of ``u`` uses; when finished rows are dropped (:func:`_pack`), every block
+    keeps its live rows and is padded to the longest with frozen copies.
     Returns φ (B, K), relative decrement (B,), iterations (B,), converged (B,) and the
     objective ``Σ H_1`` at the end (B,).
     """
-    dtype, device = u.dtype, u.device
     b, k, n = u.shape[0], design.k, design.n
     F_abs = F_ref.abs()
-    half_inv_F = 0.5 / F_abs.clamp_min(torch.finfo(dtype).tiny)
+    half_inv_F = 0.5 / F_abs.clamp_min(torch.finfo(u.dtype).tiny)
     cap = 2 * F_abs + n
-    rounding = _ROUNDING * torch.finfo(dtype).eps * n**0.5
-    out_phi = u.new_zeros(b, k)
-    out_gap = u.new_full((b,), float("inf"))
-    out_F = u.new_zeros(b)
-    out_iters = torch.zeros(b, dtype=torch.long, device=device)
-    out_conv = torch.zeros(b, dtype=torch.bool, device=device)
-
-    idx = torch.arange(b, device=device)  # original row of every live row
+    rounding = _ROUNDING * torch.finfo(u.dtype).eps * n**0.5
+    answers = _Answers.empty(u, k)
+    idx = torch.arange(b, device=u.device)  # original row of every live row
     phi = u.new_zeros(b, k)
-    if buffers is None:
-        psi_buf: Tensor | None = None  # ψ(u), known after the first step
-        inside = torch.empty_like(u)  # buffers, reused: fresh (B, N) pages cost a pass
-    else:
-        psi_buf, inside = buffers  # ψ(u) already there
-    psi = psi_buf
-    frozen = torch.zeros(b, dtype=torch.bool, device=device)
-    n_frozen = 0
-    L, exact = _factor(design, blocks, H, u)
-    d = torch.cholesky_solve(g.unsqueeze(-1), L).squeeze(-1)
-    dec = (g * d).sum(-1)  # λ²; the predicted decrease is λ²/2
+    # ψ(u) (None until the first step unless the caller passes it) and a scratch buffer
+    psi, scratch = (None, torch.empty_like(u)) if buffers is None else buffers
+    frozen = torch.zeros(b, dtype=torch.bool, device=u.device)  # finished, kept as padding
+    d, dec, exact = _direction(design, blocks, H, u, g)
     it = 0
     while True:
         rel = dec * half_inv_F
         ok = (rel <= ftol) & exact
         stop = (ok | ~torch.isfinite(rel) if it < max_iter else torch.ones_like(ok)) & ~frozen
-        n_stop = int(stop.sum())
-        if n_stop:
+        if bool(stop.any()):
             at = stop.nonzero().squeeze(1)
-            rows = idx[at]
-            out_phi[rows], out_gap[rows], out_conv[rows] = phi[at], rel[at], ok[at]
-            out_iters[rows] = it
-            if psi is not None:  # the scratch is free here: every row, no gathers
-                F_all = torch.add(u, psi, alpha=-0.5, out=inside).mul_(psi).sum(-1)
-                out_F[rows] = F_all if n_stop == len(u) else F_all[at]
-            elif n_stop == len(u):
-                out_F[rows] = huber_sum(u)
-            else:
-                out_F[rows] = huber_sum(
-                    u.index_select(0, at), None if psi is None else psi.index_select(0, at)
-                )
+            F_at = _objective_of(u, psi, scratch, at)
+            answers.record(idx[at], phi[at], rel[at], ok[at], it, F_at)
             frozen |= stop
-            n_frozen += n_stop
+        n_frozen = int(frozen.sum())
         if n_frozen == len(u):
             break
-        if n_frozen >= _COMPACT * len(u):  # drop finished rows from the batch
-            packed = _pack(blocks, frozen)
-            if packed is not None:
-                keep, frozen, blocks = packed
-                phi, d, dec, g, L, exact, count, idx, half_inv_F, cap = (
-                    t.index_select(0, keep)
-                    for t in (phi, d, dec, g, L, exact, count, idx, half_inv_F, cap)
-                )
-                # ψ and the scratch are rewritten before they are read again: no copies
-                m = len(keep)
-                u, inside = torch.index_select(u, 0, keep, out=inside[:m]), u[:m]
-                psi = None if psi is None else psi[:m]
-                n_frozen = int(frozen.sum())
-        if n_frozen:
-            d = d.masked_fill(frozen[:, None], 0.0)
+        if n_frozen >= _COMPACT * len(u) and (packed := _pack(blocks, frozen)) is not None:
+            keep, frozen, blocks = packed
+            phi, d, dec, g, exact, count, idx, half_inv_F, cap = (
+                t.index_select(0, keep)
+                for t in (phi, d, dec, g, exact, count, idx, half_inv_F, cap)
+            )
+            u = u.index_select(0, keep)  # a fresh (m, N) tensor: no buffer is shared
+            # ψ and the scratch are fully rewritten (clamp/abs with out=) before they are
+            # read again, so their first m rows serve as the smaller buffers
+            scratch = scratch[: len(keep)]
+            psi = None if psi is None else psi[: len(keep)]
+        d = d.masked_fill(frozen[:, None], 0.0)
         length = blocks.mm(d, blocks.chol).norm(dim=-1)  # ‖Ad‖₂, as G = LLᵀ
         shrink = (cap / length).clamp_(max=1)
         d, length = d * shrink[:, None], length * shrink
-        # slope tolerance: the rounding of dᵀAᵀψ (at most eps·‖Ad‖₁ <= eps·√N·‖Ad‖₂) and
-        # never more than a small part of the predicted decrease; a trusted Newton step
-        # (true Hessian from enough points, not capped) may overshoot by _OVERSHOOT·λ²
-        tol = torch.minimum(_SLOPE_TOL * dec, rounding * length)
         trusted = exact & (count >= _TRUSTED * k) & (shrink == 1)
-        tol = torch.where(trusted, _OVERSHOOT * dec, tol)
+        tol = _slope_tolerance(dec, length, trusted, rounding)
 
         blocks.sub_(u, d)  # full step, t = 1
-        if psi is None:
-            psi = torch.empty_like(u)
-        torch.clamp(u, -1, 1, out=psi)
+        psi = torch.clamp(u, -1, 1, out=torch.empty_like(u) if psi is None else psi)
         g = blocks.mm(psi, blocks.A)
         overshot = (d * g).sum(-1) < -tol
         step = d
@@ -381,13 +431,11 @@ def _newton(
             )
         phi += step
         it += 1
-        torch.abs(u, out=inside).le_(1)  # the Hessian at the new point, and its count
-        flat = blocks.mm(inside, blocks.products)
+        # the Hessian at the new point, from the indicator of the quadratic zone |u| <= 1
+        flat = blocks.mm(torch.abs(u, out=scratch).le_(1), blocks.products)
         count = flat[:, -1]
-        L, exact = _factor(design, blocks, design.unpack(flat), u)
-        d = torch.cholesky_solve(g.unsqueeze(-1), L).squeeze(-1)
-        dec = (g * d).sum(-1)
-    return out_phi, out_gap, out_iters, out_conv, out_F
+        d, dec, exact = _direction(design, blocks, design.unpack(flat), u, g)
+    return answers.phi, answers.gap, answers.iters, answers.converged, answers.F
 
 
 def _pack(blocks: _Blocks, frozen: Tensor) -> tuple[Tensor, Tensor, _Blocks] | None:
@@ -532,6 +580,36 @@ def _waves(rows: Tensor, alpha: Tensor) -> tuple[Tensor, Tensor, list[Tensor]]:
     return used, inverse, list(torch.split(by_rank, sizes))
 
 
+def _solve_rows(
+    design: Design,
+    blocks: _Blocks,
+    labels: Tensor,
+    y_rows: Tensor,
+    alpha: Tensor,
+    start: Tensor,
+    F_scale: Tensor | None,
+    work: Tensor,
+    ftol: float,
+    max_iter: int,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """One batch of fits: row r fits label row ``labels[y_rows[r]]`` with ``alpha[r]`` from
+    ``start[r]`` (R, K) on the design of ``blocks.sid[r]``. ``F_scale`` (R,): the scale of
+    the relative convergence test, or None to use the objective at the start. ``work``
+    (3, R, N): the u, ψ and scratch buffers. Returns :func:`_newton`'s φ (θ = start + α·φ),
+    gap, iterations, converged and ``Σ H_1``."""
+    u, psi, scratch = work
+    torch.index_select(labels, 0, y_rows, out=u)
+    blocks.sub_(u, start).div_(alpha[:, None])
+    g, H, F, count = _derivatives(design, blocks, u, F_scale is None, psi=psi, inside=scratch)
+    F = F if F_scale is None else F_scale
+
+    def origin(i: Tensor) -> Tensor:
+        base = labels.index_select(0, y_rows[i])
+        return base.sub_(seed_mm(start[i], blocks.sid[i], design.At)).div_(alpha[i, None])
+
+    return _newton(design, blocks, u, g, H, F, count, ftol, max_iter, origin, (psi, scratch))
+
+
 def solve_exact(
     design: Design,
     Y: Tensor,
@@ -600,25 +678,17 @@ def solve_exact(
         if nb not in blocks_of:
             blocks_of[nb] = _Blocks.of(design, nb)
         blocks = blocks_of[nb]
-        u = torch.index_select(sub_flat, 0, y_rows, out=work[0, : s_n * nb])
-        blocks.sub_(u, start.reshape(-1, design.k)).div_(a_rows[:, None])
-        psi_w, inside_w = work[1, : s_n * nb], work[2, : s_n * nb]
-        g, H, F, count = _derivatives(
-            design, blocks, u, theta0 is not None or w == 0, psi=psi_w, inside=inside_w
-        )
-        if F is None:
+        F_scale = None
+        if theta0 is None and w > 0:
             # Σ H_1(r/α) at the previous α' minimiser lies within a factor α'/α of this at
             # the same point; it only sets the scale of the relative convergence test.
-            F = (prev_F.index_select(1, label) * (prev_alpha.index_select(1, label) / a)).view(-1)
+            F_scale = prev_F.index_select(1, label) * (prev_alpha.index_select(1, label) / a)
+            F_scale = F_scale.view(-1)
         start_flat = start.reshape(-1, design.k)
-
-        def origin(i: Tensor, start=start_flat, y_rows=y_rows, a=a_rows, sid=blocks.sid) -> Tensor:
-            base = sub_flat.index_select(0, y_rows[i])
-            return base.sub_(seed_mm(start[i], sid[i], design.At)).div_(a[i, None])
-
-        phi, gap_w, it_w, conv_w, F_w = _newton(
-            design, blocks, u, g, H, F, count, ftol, max_iter, origin, (psi_w, inside_w)
-        )
+        phi, gap_w, it_w, conv_w, F_w = _solve_rows(
+            design, blocks, sub_flat, y_rows, a_rows, start_flat, F_scale,
+            work[:, : s_n * nb], ftol, max_iter,
+        )  # fmt: skip
         theta_w = (start_flat + a_rows[:, None] * phi).view(s_n, nb, -1)
         for out, value in (
             (theta, theta_w),
