@@ -156,18 +156,12 @@ def residual_table(scales: Sequence[float] = (0.05, 0.5, 2.0), seeds: int = 3) -
 
 def markdown(recovery: list[dict], iou: list[dict], residual: list[dict], min_iou: float) -> str:
     """The README's tables: one cell per (mode, family, scale)."""
+    from huberkl.tables import markdown_table
+
     scales = sorted({r["scale"] for r in recovery})
     boxes = sorted({r["boxes"] for r in recovery})
     draws = recovery[0]["draws"] if recovery else 0
-    lines = [
-        f"Recovery ({', '.join(map(str, boxes))} boxes, {draws} draws, min IoU {min_iou}); each "
-        "cell: median |relative error| of the chosen family's scale · share of draws × "
-        "coordinates whose true-family scale is within tolerance (10 % gold, 15 % peer) · "
-        "share whose family is right",
-        "",
-        "| mode | family | boxes | " + " | ".join(f"scale {s}" for s in scales) + " |",
-        "|---|---|---|" + "---|" * len(scales),
-    ]
+    rec_rows = []
     for mode in dict.fromkeys(r["mode"] for r in recovery):
         for family in FAMILIES:
             for n in boxes:
@@ -178,17 +172,9 @@ def markdown(recovery: list[dict], iou: list[dict], residual: list[dict], min_io
                     if r["mode"] == mode and r["family"] == family and r["boxes"] == n
                 }
                 if cells:
-                    row = " | ".join(cells.get(s, "-") for s in scales)
-                    lines.append(f"| {mode} | {family} | {n} | {row} |")
+                    rec_rows.append([mode, family, n, *(cells.get(s, "-") for s in scales)])
     qs = sorted({r["q"] for r in iou})
-    lines += [
-        "",
-        "IoU inversion (peer): scale for a mean IoU → mean IoU of an independent simulation "
-        "at that scale",
-        "",
-        "| family | " + " | ".join(f"mean IoU {q}" for q in qs) + " |",
-        "|---|" + "---|" * len(qs),
-    ]
+    iou_rows = []
     for family in FAMILIES:
         cells = {
             r["q"]: f"{r['scale']:.4f} → {r['simulated_mean_iou']:.4f}"
@@ -196,16 +182,9 @@ def markdown(recovery: list[dict], iou: list[dict], residual: list[dict], min_io
             if r["family"] == family
         }
         if cells:
-            lines.append(f"| {family} | " + " | ".join(cells.get(q, "-") for q in qs) + " |")
+            iou_rows.append([family, *(cells.get(q, "-") for q in qs)])
     rs = sorted({r["scale"] for r in residual})
-    lines += [
-        "",
-        "Residual path (toy polynomial, N = 10000, pilot Huber fit): family right in k of n "
-        "seeds · largest |relative error| of the scale",
-        "",
-        "| toy family | " + " | ".join(f"scale {s}" for s in rs) + " |",
-        "|---|" + "---|" * len(rs),
-    ]
+    res_rows = []
     for family in dict.fromkeys(r["family"] for r in residual):
         cells = []
         for s in rs:
@@ -213,8 +192,22 @@ def markdown(recovery: list[dict], iou: list[dict], residual: list[dict], min_io
             ok = sum(r["chosen"] == family for r in rows)
             worst = max(abs(r["rel_err"]) for r in rows)
             cells.append(f"{ok}/{len(rows)} · {100 * worst:.1f} %")
-        lines.append(f"| {family} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        res_rows.append([family, *cells])
+    return "\n".join(
+        [
+            f"Recovery ({', '.join(map(str, boxes))} boxes, {draws} draws, min IoU {min_iou}); "
+            "each cell: median |relative error| of the chosen family's scale · share of draws × "
+            "coordinates whose true-family scale is within tolerance (10 % gold, 15 % peer) · "
+            "share whose family is right\n",
+            markdown_table(["mode", "family", "boxes", *(f"scale {s}" for s in scales)], rec_rows),
+            "IoU inversion (peer): scale for a mean IoU → mean IoU of an independent simulation "
+            "at that scale\n",
+            markdown_table(["family", *(f"mean IoU {q}" for q in qs)], iou_rows),
+            "Residual path (toy polynomial, N = 10000, pilot Huber fit): family right in k of n "
+            "seeds · largest |relative error| of the scale\n",
+            markdown_table(["toy family", *(f"scale {s}" for s in rs)], res_rows),
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
