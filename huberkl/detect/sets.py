@@ -98,8 +98,12 @@ def check_new_set(root: str | Path, force: bool = False) -> None:
     held = [p for p in (paths["train_ann"], paths["val_ann"]) if p.is_file()]
     if held and not force:
         info = read_info(held[0])
+        brief = {k: info[k] for k in ("noise_model", "noise", "noise_scale") if k in info}
+        if info.get("noise_model") == "targets":
+            brief = {**brief, "noise_scales": info.get("noise_scales")}
+            brief.pop("noise_scale", None)
         raise InputError(
-            f"--out {paths['root']} already holds a set ({describe_noise(info)}); "
+            f"--out {paths['root']} already holds a set ({describe_noise(brief)}); "
             "give a new folder, or --force to overwrite it"
         )
 
