@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from _detect_tiny import losses_and_grads
 from torch import nn
 from torchvision.models import detection
 from torchvision.models.detection import FasterRCNN, KeypointRCNN, MaskRCNN, RetinaNet
@@ -83,10 +84,9 @@ def _tiny_backbone() -> nn.Module:
     return body
 
 
-def tiny_frcnn() -> FasterRCNN:
-    return FasterRCNN(
-        _tiny_backbone(),
-        num_classes=NUM_CLASSES,
+def _two_stage_parts() -> dict:
+    """What the tiny Faster/Mask/Keypoint R-CNN share: 64-px images, one feature map."""
+    return dict(
         min_size=64,
         max_size=64,
         rpn_anchor_generator=AnchorGenerator(((16, 32, 64),), ((0.5, 1.0, 2.0),)),
@@ -94,15 +94,16 @@ def tiny_frcnn() -> FasterRCNN:
     )
 
 
+def tiny_frcnn() -> FasterRCNN:
+    return FasterRCNN(_tiny_backbone(), num_classes=NUM_CLASSES, **_two_stage_parts())
+
+
 def tiny_maskrcnn() -> MaskRCNN:
     return MaskRCNN(
         _tiny_backbone(),
         num_classes=None,  # given by the predictors
         box_predictor=FastRCNNPredictor(1024, NUM_CLASSES),
-        min_size=64,
-        max_size=64,
-        rpn_anchor_generator=AnchorGenerator(((16, 32, 64),), ((0.5, 1.0, 2.0),)),
-        box_roi_pool=MultiScaleRoIAlign(["0"], 7, 2),
+        **_two_stage_parts(),
         mask_roi_pool=MultiScaleRoIAlign(["0"], 14, 2),
         mask_head=MaskRCNNHeads(16, (16, 16), 1),
         mask_predictor=MaskRCNNPredictor(16, 16, NUM_CLASSES),
@@ -114,10 +115,7 @@ def tiny_keypointrcnn() -> KeypointRCNN:
         _tiny_backbone(),
         num_classes=None,  # given by the predictors
         box_predictor=FastRCNNPredictor(1024, NUM_CLASSES),
-        min_size=64,
-        max_size=64,
-        rpn_anchor_generator=AnchorGenerator(((16, 32, 64),), ((0.5, 1.0, 2.0),)),
-        box_roi_pool=MultiScaleRoIAlign(["0"], 7, 2),
+        **_two_stage_parts(),
         keypoint_roi_pool=MultiScaleRoIAlign(["0"], 14, 2),
         keypoint_head=KeypointRCNNHeads(16, (16, 16)),
         keypoint_predictor=KeypointRCNNPredictor(16, 3),
@@ -160,14 +158,7 @@ MODEL_PARAMS = [
 
 
 def _losses_and_grads(model: nn.Module, seed: int) -> tuple[dict, dict]:
-    images, targets = _batch()
-    model.train()
-    model.zero_grad()
-    torch.manual_seed(seed)  # the RPN/ROI samplers draw from the global generator
-    losses = model(images, targets)
-    sum(losses.values()).backward()
-    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-    return {k: v.detach() for k, v in losses.items()}, grads
+    return losses_and_grads(model, _batch(), seed)
 
 
 def _assert_equal(got: dict, want: dict) -> None:

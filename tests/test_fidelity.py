@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from _detect_tiny import losses_and_grads
 from torch.testing import assert_close
 from torchvision.models.detection import FasterRCNN, RetinaNet
 from torchvision.models.detection._utils import Matcher
@@ -90,14 +91,7 @@ def _stock(arch: str) -> torch.nn.Module:
 
 
 def _losses_and_grads(model: torch.nn.Module, seed: int) -> tuple[dict, dict]:
-    images, targets = _batch()
-    model.train()
-    model.zero_grad()
-    torch.manual_seed(seed)  # the RPN/ROI samplers draw from the global generator
-    losses = model(images, targets)
-    sum(losses.values()).backward()
-    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-    return {k: v.detach() for k, v in losses.items()}, grads
+    return losses_and_grads(model, _batch(), seed)
 
 
 def _check_stock(arch: str, preset: str) -> None:
