@@ -348,3 +348,23 @@ def test_backbone_weights_from_a_local_classification_file(tmp_path) -> None:
         build_backbone("resnet34", weights_path=path)
     with pytest.raises(InputError, match=r"resnet18-local\.pth.*does not match"):
         build_backbone("vgg16", weights_path=path)
+
+
+def test_a_checkpoints_model_needs_no_weight_files(tmp_path):
+    """The checkpoint holds every tensor: the files its config named need not be here."""
+    from huberkl.detect import checkpoint as ckpt
+    from huberkl.detect.models import build_from_checkpoint
+
+    preset = load_preset("implementation")
+    torch.manual_seed(0)
+    trained = build_model(TINY, preset, C)
+    state = {"arch": ckpt.architecture(trained, C), "model": trained.state_dict()}
+    named = dict(TINY, weights=str(tmp_path / "gone.pth"))
+    with pytest.raises(InputError, match="gone.pth"):
+        build_model(named, preset, C)  # training would need the file
+    model = build_from_checkpoint(named, preset, C, state, tmp_path / "checkpoint.pt")
+    for k, v in trained.state_dict().items():
+        assert torch.equal(model.state_dict()[k], v), k
+    wrong = {**state, "arch": {**state["arch"], "num_classes": C + 1}}
+    with pytest.raises(InputError, match="another architecture"):
+        build_from_checkpoint(named, preset, C, wrong, tmp_path / "checkpoint.pt")

@@ -65,15 +65,11 @@ def preset_of(cfg: DictConfig):
     return Preset.from_mapping(OmegaConf.to_container(cfg.params, resolve=True))
 
 
-def make_model(cfg: DictConfig, num_classes: int, pretrained: bool = True) -> torch.nn.Module:
-    """``build_model(detect.model, params preset, C)``; ``pretrained=False`` skips the
-    ``weights``/``backbone_weights`` files when a checkpoint supplies every tensor anyway."""
+def make_model(cfg: DictConfig, num_classes: int) -> torch.nn.Module:
+    """``build_model(detect.model, params preset, C)``; ``detect.model.weights`` loads a file."""
     from huberkl.detect.models import build_model
 
-    model_cfg = model_config(cfg)
-    if not pretrained:
-        model_cfg = {**model_cfg, "weights": None, "backbone_weights": None}
-    return build_model(model_cfg, preset_of(cfg), num_classes)
+    return build_model(model_config(cfg), preset_of(cfg), num_classes)
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -127,10 +123,11 @@ def evaluate_checkpoint(
             state = ckpt.read_checkpoint(checkpoint)
             loaders.ensure_dataset(cfg.data, info)
             dataset = loaders.load_split(cfg.data, split, train=False)
-            model = make_model(cfg, int(dataset.num_classes), pretrained=False)
-            arch = ckpt.architecture(model, int(dataset.num_classes))
-            ckpt.check_architecture(checkpoint, state["arch"], arch)
-            ckpt.load_model_state(model, state, checkpoint)
+            from huberkl.detect.models import build_from_checkpoint
+
+            model = build_from_checkpoint(
+                model_config(cfg), preset_of(cfg), int(dataset.num_classes), state, checkpoint
+            )
             model.to(info.device)
             extra = {"iteration": int(state["iteration"]), "split": split}
             extra["checkpoint"] = str(checkpoint)

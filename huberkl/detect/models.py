@@ -297,6 +297,25 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
     return model
 
 
+def build_from_checkpoint(
+    model_cfg: Mapping[str, Any],
+    params: Preset,
+    num_classes: int,
+    state: Mapping[str, Any],
+    path: str | Path,
+) -> nn.Module:
+    """A checkpoint's model: built without the ``weights``/``backbone_weights`` files (the
+    checkpoint holds every tensor, and they need not be on this machine), checked against the
+    checkpoint's architecture (an InputError naming ``path`` otherwise), then loaded."""
+    from huberkl.detect import checkpoint as ckpt
+
+    cfg = {**model_cfg, "weights": None, "backbone_weights": None}
+    model = build_model(cfg, params, num_classes)
+    ckpt.check_architecture(path, state["arch"], ckpt.architecture(model, num_classes))
+    ckpt.load_model_state(model, state, path)
+    return model
+
+
 def detector_summary(model: nn.Module) -> dict[str, Any]:
     """Short facts about a built model, for logs: arch, backbone, parameter counts."""
     cfg: ModelConfig | None = getattr(model, "huberkl_config", None)
@@ -314,6 +333,7 @@ __all__ = [
     "ARCHS",
     "HuberKLRetinaNet",
     "ModelConfig",
+    "build_from_checkpoint",
     "build_model",
     "detector_summary",
     "load_weights",

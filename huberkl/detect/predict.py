@@ -72,7 +72,7 @@ def _categories(state: dict[str, Any], config: dict[str, Any], n: int) -> list[d
 
 def load_run(checkpoint: str | Path, device: str | torch.device = "auto") -> Run:
     """The model of a huberkl ``checkpoint.pt`` (or its run folder), in eval mode on ``device``."""
-    from huberkl.detect.models import build_model
+    from huberkl.detect.models import build_from_checkpoint
     from huberkl.params import Preset
 
     path = Path(checkpoint)
@@ -81,10 +81,8 @@ def load_run(checkpoint: str | Path, device: str | torch.device = "auto") -> Run
     if not isinstance(config, dict) or not isinstance(config.get("detect"), dict):
         raise InputError(f"checkpoint {path} is not a huberkl detect checkpoint (no run config)")
     num_classes = int(state["arch"]["num_classes"])
-    model_cfg = dict(config["detect"]["model"], weights=None, backbone_weights=None)
-    model = build_model(model_cfg, Preset.from_mapping(config["params"]), num_classes)
-    ckpt.check_architecture(path, state["arch"], ckpt.architecture(model, num_classes))
-    ckpt.load_model_state(model, state, path)
+    params = Preset.from_mapping(config["params"])
+    model = build_from_checkpoint(config["detect"]["model"], params, num_classes, state, path)
     dev = _device(device)
     model.to(dev).eval()
     return Run(model, _categories(state, config, num_classes), config, path, dev)
