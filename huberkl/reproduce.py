@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,10 @@ class Step:
     title: str = ""
     writes: bool = True  # False: the command only prints (interpret); its stdout is kept
     nproc: int = 1  # > 1: launched through torchrun, one process per GPU
+    setting: str = ""  # detection: the setting this run trains (its name less the seed)
+    seed: int | None = None
+    depends: str = ""  # folded into the key: the key of the step whose output this one reads
+    serves: list[str] = field(default_factory=list)  # other settings that are this same run
 
     def argv(self, out: Path) -> list[str]:
         where = ["--out", str(out)] if self.writes else []
@@ -58,6 +63,8 @@ class Step:
                 for p in sorted((config.CONF_DIR / "params").glob("*.yaml"))
             )
         blob = json.dumps([__version__, self.words, self.options, resolved, extra])
+        if self.depends:  # only where set, so the keys of older steps stay as they were
+            blob += self.depends
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -85,8 +92,31 @@ def _nproc(value: int | str) -> int:
     return max(1, int(value))
 
 
+def _scales_override(scales: list[float]) -> str:
+    return f"+data.synth.noise_scales=[{','.join(f'{v:g}' for v in scales)}]"
+
+
+def sweep_sets(plan: DictConfig) -> list[tuple[float, str, list[str]]]:
+    """``(scale, set name, synth overrides)`` of each sweep scale: the main set's overrides
+    with the noise scales replaced; the scale whose set is the main one reuses it (``synth``)."""
+    s = plan.scale
+    if plan.get("coco") or not s.sweep.scales:
+        return []
+    base = [o for o in s.synth if not o.startswith("+data.synth.noise_scales=")]
+    out = []
+    for scale in s.sweep.scales:
+        synth, name = [*base, _scales_override([scale * f for f in s.sweep.shape])], "synth"
+        if sorted(synth) == sorted(s.synth):
+            synth = list(s.synth)  # the same runs as Tables 3-6 are then recognised as such
+        else:
+            name = f"synth-{scale:g}"
+        out.append((float(scale), name, synth))
+    return out
+
+
 def build_steps(plan: DictConfig, root: Path) -> list[Step]:
-    """The ordered steps of a plan; detection steps read the synthetic set the plan makes."""
+    """The ordered steps that need no measurement: figures, tables, the synthetic sets,
+    the noise measurements of the sweep and the detection runs of Tables 3-6, per seed."""
     s = plan.scale
     steps = [
         Step("figure1", ["losses"], overrides=list(s.losses), title="Figure 1"),
@@ -109,30 +139,138 @@ def build_steps(plan: DictConfig, root: Path) -> list[Step]:
     if plan.get("coco"):
         data_overrides = [f"data={s.detect.data}", f"data.root={plan.coco}"]
     else:
-        synth_dir = root / "synth"
         steps.append(
             Step("synth", ["data", "synth"], overrides=list(s.synth), title="Synthetic data")
         )
         # The synth overrides go to the trainers too: their data check then finds the set
         # made by the synth step (same arguments) instead of making the default one.
-        data_overrides = [f"data.root={synth_dir}", *s.synth]
-    for run in s.detect.runs:
+        data_overrides = [f"data.root={root / 'synth'}", *s.synth]
+    for scale, name, synth in sweep_sets(plan):
+        if name != "synth":
+            steps.append(
+                Step(name, ["data", "synth"], overrides=synth, title=f"Sweep set, noise {scale:g}")
+            )
+        ann = root / name / "annotations"
         steps.append(
             Step(
-                run.name,
-                ["detect", "train"],
-                overrides=[
-                    f"detect={s.detect.configs[run.arch]}",
-                    *data_overrides,
-                    *s.detect.common,
-                    *run.overrides,
+                f"noise-{scale:g}",
+                ["noise", str(ann / "instances_train.json")],
+                options=[
+                    "--reference",
+                    str(ann / "instances_train_clean.json"),
+                    "--preset",
+                    str(s.sweep.preset),
+                    "--name",
+                    "matched",
+                    "--format",
+                    "json",
+                    "--no-figure",
                 ],
-                resumable=True,
-                nproc=_nproc(s.detect.get("nproc", 1)),
-                title=str(run.get("title", run.name)),
+                title=f"Label noise of the sweep set {scale:g}, measured",
+                depends=Step(name, ["data", "synth"], overrides=synth).key(),
             )
         )
+    nproc = _nproc(s.detect.get("nproc", 1))
+    for run in s.detect.runs:
+        for seed in s.detect.seeds:
+            steps.append(
+                Step(
+                    f"{run.name}-s{seed}",
+                    ["detect", "train"],
+                    overrides=[
+                        f"detect={s.detect.configs[run.arch]}",
+                        *data_overrides,
+                        *s.detect.common,
+                        *run.overrides,
+                        f"seed={seed}",
+                    ],
+                    resumable=True,
+                    nproc=nproc,
+                    title=f"{run.get('title', run.name)}, seed {seed}",
+                    setting=str(run.name),
+                    seed=int(seed),
+                )
+            )
     return steps
+
+
+def matched_preset(root: Path, scale: float) -> Path:
+    """The params preset ``huberkl noise`` read off the sweep set of ``scale`` (paper reading)."""
+    return root / f"noise-{scale:g}" / "params" / "matched.yaml"
+
+
+def _times(value: str, m: float) -> str:
+    from fractions import Fraction
+
+    return str(Fraction(value) * Fraction(str(m)))
+
+
+def sweep_variants(plan: DictConfig, preset: dict) -> list[tuple[str, list[str]]]:
+    """``(variant, params overrides)`` on top of the matched preset: α times each multiple
+    (0: an L1 loss), and the fixed presets (``params=NAME``) as they are."""
+    out = []
+    for m in plan.scale.sweep.alphas:
+        name = "l1" if m == 0 else ("matched" if m == 1 else f"alpha-x{m:g}")
+        extra = []
+        for stage, sp in preset["stages"].items():
+            if m == 0:
+                extra += [f"params.stages.{stage}.loss=l1", f"params.stages.{stage}.alpha=0"]
+            elif m != 1:
+                extra.append(f"params.stages.{stage}.alpha={_times(str(sp['alpha']), m)}")
+        out.append((name, extra))
+    return out
+
+
+def sweep_steps(plan: DictConfig, root: Path, steps: Sequence[Step]) -> list[Step]:
+    """The sweep's training runs; they read the presets the noise steps wrote, so they are
+    built once those steps are done. A run identical to one of ``steps`` is not repeated:
+    that step serves the sweep too (``serves``)."""
+    import yaml
+
+    s = plan.scale
+    by_overrides = {tuple(st.overrides): st for st in steps if st.seed is not None}
+    out = []
+    for scale, name, synth in sweep_sets(plan):
+        preset_file = matched_preset(root, scale)
+        if not preset_file.is_file():
+            continue
+        preset = yaml.safe_load(preset_file.read_text(encoding="utf-8"))
+        use = [f"hydra.searchpath=[file://{preset_file.parent.parent.resolve()}]", "params=matched"]
+        variants = [(v, [*use, *extra]) for v, extra in sweep_variants(plan, preset)]
+        variants += [(f, [f"params={f}"]) for f in s.sweep.fixed]
+        for variant, params in variants:
+            setting = f"sweep-{scale:g}-{variant}"
+            for seed in s.sweep.seeds:
+                overrides = [
+                    f"detect={s.detect.configs[s.sweep.arch]}",
+                    f"data.root={root / name}",
+                    *synth,
+                    *s.detect.common,
+                    *params,
+                    f"seed={seed}",
+                ]
+                same = by_overrides.get(tuple(overrides))
+                if same is not None:
+                    same.serves.append(setting)
+                    continue
+                out.append(
+                    Step(
+                        f"{setting}-s{seed}",
+                        ["detect", "train"],
+                        overrides=overrides,
+                        resumable=True,
+                        title=f"Sweep: noise {scale:g}, {variant}, seed {seed}",
+                        setting=setting,
+                        seed=int(seed),
+                    )
+                )
+    return out
+
+
+def all_steps(plan: DictConfig, root: Path) -> list[Step]:
+    """Every step of the plan whose inputs exist now (the sweep's runs need its noise steps)."""
+    steps = build_steps(plan, root)
+    return [*steps, *sweep_steps(plan, root, steps)]
 
 
 def _done_file(out: Path) -> Path:
@@ -249,18 +387,29 @@ def reproduce(
     t0 = time.perf_counter()
     jobs = max(1, int(plan.scale.get("jobs", 1)))
     parallel: list[tuple[Step, Path, str]] = []
-    for i, step in enumerate(steps, 1):
-        out = root / step.name
-        key = step.key()
-        if not force and is_done(step, out, key):
-            console.print(f"[dim][{i}/{len(steps)}] {step.name}: cached ({key})[/]")
-            continue
-        if step.resumable and jobs > 1:
-            parallel.append((step, out, key))  # training runs: independent, run below
-            continue
-        console.rule(f"[{i}/{len(steps)}] {step.name}: {step.title}")
-        run_step(step, out, key, console.print)
+
+    def visit(batch: list[Step], first: int, total: int | str) -> None:
+        for i, step in enumerate(batch, first):
+            out = root / step.name
+            key = step.key()
+            if not force and is_done(step, out, key):
+                console.print(f"[dim][{i}/{total}] {step.name}: cached ({key})[/]")
+                continue
+            if step.resumable and jobs > 1:
+                parallel.append((step, out, key))  # training runs: independent, run below
+                continue
+            console.rule(f"[{i}/{total}] {step.name}: {step.title}")
+            run_step(step, out, key, console.print)
+
+    visit(steps, 1, "…")
+    # The sweep's runs read the settings its noise steps measured: built now they exist.
+    sweep = sweep_steps(plan, root, steps)
+    steps += sweep
+    visit(sweep, len(steps) - len(sweep) + 1, len(steps))
     if parallel:
+        # Seed-major: every setting's seed 0 first, so that a stopped run leaves complete
+        # pairs of the first seeds rather than every seed of the first settings.
+        parallel.sort(key=lambda job: job[0].seed if job[0].seed is not None else -1)
         console.rule(f"{len(parallel)} training runs, {jobs} at a time (logs: <run>/stdout.txt)")
         _run_parallel(parallel, jobs, console)
     from huberkl.report import build_report

@@ -338,6 +338,21 @@ class ScaleDetect:
     common: list[str] = field(default_factory=list)
     runs: list[ScaleRun] = field(default_factory=list)
     nproc: Any = 1  # a count, or auto (one process per visible GPU)
+    seeds: list[int] = field(default_factory=lambda: [0])  # every run, once per seed (paired)
+
+
+@dataclass
+class ScaleSweep:
+    """The noise sweep ("Figure 2 for detectors"): synthetic sets at several noise scales,
+    each measured by ``huberkl noise`` and trained with the settings read off it."""
+
+    scales: list[float] = field(default_factory=list)  # x, y label-noise scales; [] = no sweep
+    shape: list[float] = field(default_factory=lambda: [1.0, 1.0, 2.0, 2.0])  # x, y, w, h
+    arch: str = "faster_rcnn"
+    preset: str = "exp-c"  # whose label/prediction ratio `huberkl noise` carries over
+    alphas: list[float] = field(default_factory=lambda: [0.0, 0.25, 1.0, 4.0])  # × matched α
+    fixed: list[str] = field(default_factory=lambda: ["implementation"])  # presets as they are
+    seeds: list[int] = field(default_factory=lambda: [0])
 
 
 @dataclass
@@ -350,9 +365,21 @@ class ScaleSchema:
     toy: list[str] = field(default_factory=list)
     synth: list[str] = field(default_factory=list)
     detect: ScaleDetect = field(default_factory=ScaleDetect)
+    sweep: ScaleSweep = field(default_factory=ScaleSweep)
 
     def __post_init__(self) -> None:
         _at_least("scale.jobs", self.jobs, 1)
+        for key, seeds in (("detect", self.detect.seeds), ("sweep", self.sweep.seeds)):
+            if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+                _fail(f"scale.{key}.seeds", seeds, "a non-empty list of distinct seeds >= 0")
+        for s in self.sweep.scales:
+            _positive("scale.sweep.scales", s)
+        if len(self.sweep.shape) != 4:
+            _fail("scale.sweep.shape", self.sweep.shape, "four factors (x, y, w, h)")
+        for f in self.sweep.shape:
+            _positive("scale.sweep.shape", f)
+        if any(a < 0 for a in self.sweep.alphas):
+            _fail("scale.sweep.alphas", self.sweep.alphas, "multiples >= 0 (0: an L1 loss)")
         n = self.detect.nproc
         if n != "auto" and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
             _fail("scale.detect.nproc", n, "an integer >= 1 or auto")

@@ -192,6 +192,10 @@ def _train(cfg: DictConfig, out_dir: Path, on_iteration) -> TrainResult:
     resume_path = runs.check_out_dir(cfg, out_dir)
     train_set = _train_set(cfg, info, out_dir, say)
     t, arch = _trainable(cfg, int(train_set.num_classes), info)
+    if info.is_main:  # what the report describes a run by, from the run itself
+        from huberkl import config
+
+        config.record_run(out_dir, model=_model_record(cfg, t.model), device=str(info.device))
     start = 0
     config_dict = OmegaConf.to_container(cfg, resolve=True)
     if resume_path is not None:
@@ -226,6 +230,7 @@ def _train(cfg: DictConfig, out_dir: Path, on_iteration) -> TrainResult:
             )
         finally:
             log.close()
+            data.close()
     status = "interrupted" if stop_sig > 0 else "finished"
 
     metrics: dict[str, float] = {}
@@ -253,6 +258,21 @@ def _train(cfg: DictConfig, out_dir: Path, on_iteration) -> TrainResult:
             f"({seconds:.0f} s) -> {out_dir / METRICS}"
         )
     return TrainResult(out_dir, it, status, metrics, seconds, signal=stop_sig)
+
+
+def _model_record(cfg: DictConfig, model: torch.nn.Module) -> dict[str, Any]:
+    """Architecture, backbone and size of the model as built (for run.json and reports)."""
+    m = cfg.detect.model
+    return {
+        "arch": str(m.arch),
+        "backbone": str(m.backbone),
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+        "backbone_parameters": int(
+            sum(p.numel() for p in getattr(model, "backbone", model).parameters())
+        ),
+        "min_size": int(m.min_size),
+        "target_encoding": str(m.target_encoding),
+    }
 
 
 def _seed(seed: int) -> None:

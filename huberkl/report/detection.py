@@ -1,0 +1,286 @@
+"""Tables 3-6, the loss-balance control and the noise sweep, judged with paired intervals.
+
+Every setting runs once per seed and seed k of every setting shares initialisation and
+data order, so each claim is judged on the per-seed differences between two settings
+(:mod:`huberkl.stats`): a verdict says "supported" or "contradicted" only when the 95%
+interval of the mean difference excludes zero.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from huberkl import stats
+
+METRICS = (("AP50", "mAP@0.5"), ("AP75", "mAP@0.75"), ("AP", "mAP@[.5:.95]"))
+SWEEP_ORDER = ("l1", "alpha-x0.25", "matched", "alpha-x4")  # α multiples of the matched α
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+class Runs:
+    """The metrics and run records of every detection step, by setting and seed."""
+
+    def __init__(self, root: Path, steps: Iterable[Any]) -> None:
+        self.root = root
+        self.metrics: dict[str, dict[int, dict]] = {}
+        self.step_of: dict[str, dict[int, str]] = {}
+        for st in steps:
+            if getattr(st, "seed", None) is None:
+                continue
+            m = _read_json(root / st.name / "metrics.json")
+            for name in [st.setting, *st.serves]:
+                self.step_of.setdefault(name, {})[st.seed] = st.name
+                if m:
+                    self.metrics.setdefault(name, {})[st.seed] = m
+
+    def values(self, setting: str, key: str) -> dict[int, float]:
+        runs = self.metrics.get(setting, {})
+        return {seed: float(m[key]) for seed, m in runs.items() if m.get(key) is not None}
+
+    def seeds(self, setting: str) -> list[int]:
+        return sorted(self.metrics.get(setting, {}))
+
+    def record(self, setting: str) -> tuple[dict, dict]:
+        """``run.json`` and ``config.yaml`` of the setting's first run (empty when none)."""
+        import yaml
+
+        steps = self.step_of.get(setting, {})
+        if not steps:
+            return {}, {}
+        d = self.root / steps[min(steps)]
+        cfg = d / "config.yaml"
+        return (
+            _read_json(d / "run.json") or {},
+            yaml.safe_load(cfg.read_text(encoding="utf-8")) if cfg.is_file() else {},
+        )
+
+    def cell(self, setting: str, key: str) -> str:
+        """``mean ± half-width`` in % over the setting's seeds."""
+        vals = list(self.values(setting, key).values())
+        if not vals:
+            return "not run"
+        iv = stats.t_interval(vals)
+        if iv.n == 1:
+            return f"{100 * iv.mean:.1f}"
+        return f"{100 * iv.mean:.1f} ± {100 * iv.half:.1f}"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A claim about ``better − other`` on ``metric`` (``claim``: greater | alike)."""
+
+    claim: str
+    better: str
+    other: str
+    metric: str
+    kind: str = "greater"
+
+
+@dataclass(frozen=True)
+class Judged:
+    comparison: Comparison
+    diff: stats.Interval | None
+    verdict: str
+    diffs: tuple[float, ...] = ()
+
+
+def judge(runs: Runs, c: Comparison) -> Judged:
+    a, b = runs.values(c.better, c.metric), runs.values(c.other, c.metric)
+    common = sorted(set(a) & set(b))
+    if not common:
+        return Judged(c, None, "not run")
+    diffs = tuple(a[k] - b[k] for k in common)
+    iv = stats.t_interval(diffs)
+    return Judged(c, iv, stats.verdict(iv, c.kind), diffs)
+
+
+def overall(verdicts: Sequence[str]) -> str:
+    """One verdict for a claim judged by several comparisons: supported only if every one
+    is; contradicted if any is; otherwise the comparisons found no difference."""
+    if not verdicts or any(v == "not run" for v in verdicts):
+        return "not run"
+    if all(v == "supported" for v in verdicts):
+        return "supported"
+    if any(v.startswith("contradicted") for v in verdicts):
+        return "contradicted" if all(not v.startswith("supported") for v in verdicts) else "mixed"
+    if any(v == "supported" for v in verdicts):
+        return "partly supported"
+    return "no detectable difference"
+
+
+def comparisons_table(judged: Sequence[Judged], labels: dict[str, str]) -> list[list[str]]:
+    rows = []
+    for j in judged:
+        c = j.comparison
+        if j.diff is None:
+            rows.append(
+                [
+                    c.claim,
+                    f"{labels.get(c.better, c.better)} − {labels.get(c.other, c.other)}",
+                    c.metric,
+                    "–",
+                    "–",
+                    "–",
+                    j.verdict,
+                ]
+            )
+            continue
+        rows.append(
+            [
+                c.claim,
+                f"{labels.get(c.better, c.better)} − {labels.get(c.other, c.other)}",
+                c.metric,
+                str(j.diff.n),
+                f"{100 * j.diff.mean:+.1f}",
+                f"[{100 * j.diff.low:+.1f}, {100 * j.diff.high:+.1f}]",
+                j.verdict,
+            ]
+        )
+    return rows
+
+
+COMPARISON_HEADER = [
+    "claim",
+    "paired difference",
+    "metric",
+    "seeds",
+    "Δ (points)",
+    "95% interval",
+    "verdict",
+]
+
+
+def power_line(judged: Sequence[Judged]) -> tuple[str, float]:
+    """The protocol's minimal detectable difference from the pooled SD of the paired
+    differences (each comparison about its own mean), and that difference in metric units."""
+    groups = [j.diffs for j in judged if len(j.diffs) >= 2]
+    if not groups:
+        return "", math.inf
+    sd, df = stats.pooled_sd(groups)
+    n = min(len(g) for g in groups)
+    mdd = stats.detectable(sd, n)
+    return (
+        f"**Power.** Over these comparisons a per-seed paired difference has a pooled SD of "
+        f"{100 * sd:.2f} points ({df} degrees of freedom); with {n} seeds a two-sided 95% "
+        f"test detects a true difference of **{100 * mdd:.1f} points** with {stats.POWER:.0%} "
+        "power. Smaller effects may exist; they are below what this protocol can see.\n",
+        mdd,
+    )
+
+
+# ------------------------------------------------------------------------ the run's prose
+
+
+def protocol_text(runs: Runs, settings: Sequence[str], seeds: Sequence[int]) -> str:
+    """What was trained, read from the run records (never from fixed text)."""
+    lines = []
+    for setting in settings:
+        rec, cfg = runs.record(setting)
+        if not rec:
+            continue
+        d = cfg.get("detect", {})
+        m = rec.get("model") or {}
+        opt = d.get("optim", {})
+        size = m.get("parameters")
+        params = f"{size / 1e6:.2f} M parameters" if size else "size not recorded"
+        lines.append(
+            f"- **{m.get('arch', d.get('model', {}).get('arch', '?'))}**: backbone "
+            f"`{m.get('backbone', d.get('model', {}).get('backbone', '?'))}` ({params}, "
+            f"trained from {'scratch' if not d.get('model', {}).get('weights') else 'weights ' + str(d['model']['weights'])}), "
+            f"{d.get('iters', '?')} {opt.get('name', '?')} steps (lr {opt.get('lr', '?')}, "
+            f"{d.get('schedule', {}).get('name', '?')} schedule) of {d.get('batch_size', '?')} "
+            f"images at {d.get('model', {}).get('min_size', '?')} px on {rec.get('device', '?')}."
+        )
+    rec, _ = runs.record(settings[0]) if settings else ({}, {})
+    data = rec.get("data") or {}
+    info = data.get("info") or {}
+    if data.get("name") == "synth" or info.get("description", "").startswith("huberkl synthetic"):
+        noise = info.get("noise_description") or f"{info.get('noise', 'no')} noise"
+        lines.append(
+            f"- **Data**: the synthetic shapes set (`huberkl data synth`), {info.get('images', '?')} "
+            f"training images of {info.get('size', '?')} px with label noise — {noise} — and "
+            f"{info.get('val_images', '?')} validation images with exact boxes."
+        )
+    elif data:
+        lines.append(f"- **Data**: `{data.get('root', '?')}` (COCO format), annotations as given.")
+    lines.append(
+        f"- **Seeds**: {', '.join(map(str, seeds))} for every setting; seed k of every setting "
+        "shares its initialisation and data order (paired)."
+    )
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------- the claims of each table
+
+Claims = list[tuple[str, list[Comparison]]]
+
+
+def table3_claims() -> Claims:
+    impl, pub = "frcnn-implementation", "frcnn-publication"
+    exps = ("frcnn-exp-a", "frcnn-exp-b", "frcnn-exp-c")
+    worst = "The Publication settings (label noise w_a) perform worst (Table 3)"
+    ap75 = "Smaller noise scales (Exp. A-C) raise mAP@0.75 over the Implementation (Table 3)"
+    ap = "Exp. A-C raise mAP@[.5:.95] over the Implementation (Table 3)"
+    loc = (
+        "Control: at the Implementation's saturated box gradient λ/σ, Exp. A's α and σ still "
+        "raise mAP@0.75 (localisation, not loss balance)"
+    )
+    heavy = (
+        "Control: Exp. A's heavier box gradient (proposal λ/σ 5x the Implementation's) costs "
+        "accuracy (balanced − Exp. A > 0)"
+    )
+    return [
+        (worst, [Comparison(worst, x, pub, "AP") for x in (impl, *exps)]),
+        (ap75, [Comparison(ap75, x, impl, "AP75") for x in exps]),
+        (ap, [Comparison(ap, x, impl, "AP") for x in exps]),
+        (loc, [Comparison(loc, "frcnn-exp-a-balanced", impl, "AP75")]),
+        (
+            heavy,
+            [Comparison(heavy, "frcnn-exp-a-balanced", "frcnn-exp-a", k) for k in ("AP", "AP75")],
+        ),
+    ]
+
+
+def table4_claims() -> Claims:
+    impl, a, b = "retinanet-implementation", "retinanet-exp-a", "retinanet-exp-b"
+    better = "RetinaNet: Experiment A beats the Implementation at every threshold (Table 4)"
+    worse50 = "RetinaNet: Experiment B loses mAP@0.5 against the Implementation (Table 4)"
+    loc = "RetinaNet control: at the Implementation's λ/σ, Exp. A's α and σ raise mAP@0.75"
+    heavy = (
+        "RetinaNet control: Exp. A's heavier box gradient costs accuracy (balanced − Exp. A > 0)"
+    )
+    bal = "retinanet-exp-a-balanced"
+    return [
+        (better, [Comparison(better, a, impl, k) for k in ("AP50", "AP75", "AP")]),
+        (worse50, [Comparison(worse50, impl, b, "AP50")]),
+        (loc, [Comparison(loc, bal, impl, "AP75")]),
+        (heavy, [Comparison(heavy, bal, a, k) for k in ("AP", "AP75")]),
+    ]
+
+
+def table5_claims() -> Claims:
+    c = "Linear targets w/w_a − 1 perform like log targets (Table 5)"
+    return [
+        (
+            c,
+            [
+                Comparison(c, "frcnn-linear", "frcnn-implementation", k, "alike")
+                for k in ("AP", "AP75")
+            ],
+        )
+    ]
+
+
+def table6_claims() -> Claims:
+    c = "D_{α/2,1/α} performs like H_α (Table 6)"
+    return [
+        (c, [Comparison(c, "frcnn-kl", "frcnn-implementation", k, "alike") for k in ("AP", "AP75")])
+    ]
