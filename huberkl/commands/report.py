@@ -34,7 +34,7 @@ def report(
             f"{root}: no reproduction of scale {scale!r} yet; run `make reproduce SCALE={scale}`"
         )
     plan = reproduce.load_plan(scale, overrides=list(overrides or []))
-    steps = reproduce.build_steps(plan, root)
+    steps = reproduce.all_steps(plan, root)
     md = build_report(root, steps, plan, elapsed=None, dest=out)
     typer.echo(f"report: {md}")
     if reference is not None:

@@ -279,10 +279,14 @@ class Report:
         from huberkl.report import detection as det
 
         runs = det.Runs(self.root, self.steps.values())
-        seeds = sorted({s.seed for s in self.steps.values() if s.seed is not None})
+        s = plan.scale
+        seeds = f"{', '.join(map(str, s.detect.seeds))} for every setting of Tables 3-6"
+        if s.sweep.scales and not plan.get("coco"):
+            seeds += f"; {', '.join(map(str, s.sweep.seeds))} in the noise sweep"
         self.protocol = det.protocol_text(
             runs, ["frcnn-implementation", "retinanet-implementation"], seeds
         )
+        self.add("## Detection: Tables 3-6, a loss-balance control and a noise sweep\n")
         self.add(
             "Every cell below is the mean over seeds ± the half-width of its 95% t interval "
             "(mAP in %). Claims are judged on paired differences (seed k against seed k).\n"
@@ -532,12 +536,15 @@ def export_reference(report_dir: Path, root: Path, dest: Path) -> Path:
         "fit.csv",
         "optimal.csv",
         "summary.json",
+        "result.json",  # huberkl noise: the measured label noise
+        "params/matched.yaml",  # huberkl noise: the settings read off it
     )
-    for step in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "synth"):
+    steps = (p for p in root.iterdir() if p.is_dir() and not p.name.startswith("synth"))
+    for step in sorted(steps):
         for name in keep:
             src = step / name
             if src.is_file() and src.stat().st_size < 2_000_000:
-                (dest / "runs" / step.name).mkdir(parents=True, exist_ok=True)
+                (dest / "runs" / step.name / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src, dest / "runs" / step.name / name)
     prefix = _link(root, report_dir) + "/"
     text = (report_dir / "report.md").read_text(encoding="utf-8").replace(f"]({prefix}", "](runs/")

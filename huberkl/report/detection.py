@@ -179,7 +179,7 @@ def power_line(judged: Sequence[Judged]) -> tuple[str, float]:
 # ------------------------------------------------------------------------ the run's prose
 
 
-def protocol_text(runs: Runs, settings: Sequence[str], seeds: Sequence[int]) -> str:
+def protocol_text(runs: Runs, settings: Sequence[str], seeds: str) -> str:
     """What was trained, read from the run records (never from fixed text)."""
     lines = []
     for setting in settings:
@@ -212,8 +212,8 @@ def protocol_text(runs: Runs, settings: Sequence[str], seeds: Sequence[int]) -> 
     elif data:
         lines.append(f"- **Data**: `{data.get('root', '?')}` (COCO format), annotations as given.")
     lines.append(
-        f"- **Seeds**: {', '.join(map(str, seeds))} for every setting; seed k of every setting "
-        "shares its initialisation and data order (paired)."
+        f"- **Seeds**: {seeds}; seed k of every setting shares its initialisation and data "
+        "order (paired)."
     )
     return "\n".join(lines) + "\n"
 
