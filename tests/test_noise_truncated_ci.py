@@ -78,3 +78,20 @@ def test_each_resample_reaches_its_own_optimum(family, mode):
         assert ours.loglik >= at_start
         assert ours.loglik >= ref.loglik - 1e-8 * abs(ref.loglik)
         assert scale[r] == pytest.approx(ref.scale, rel=1e-4)
+
+
+@pytest.mark.slow
+def test_coverage_of_the_true_scale_over_simulated_sets():
+    # 40 sets of 1000 boxes at the 0.02 set's scales: the 95 % intervals of the four
+    # coordinates hold the injected scale about 95 % of the time (160 intervals; 0.85 is
+    # 6 binomial standard deviations below 0.95). Measured 0.96 with 2800 boxes.
+    hits = []
+    for k in range(40):
+        e = _matched_errors("laplace", SCALES, 1000, 0.5, 100 + k)
+        lo, hi = intervals(e, 0.5)
+        for c in range(4):
+            x, a, b = e[:, c], lo[:, c], hi[:, c]
+            best = fam.fit_truncated(x, a, b, "laplace")
+            ci = fam.bootstrap_truncated_ci(x, a, b, "laplace", "gold", best, resamples=100, seed=k)
+            hits.append(ci[0] <= SCALES[c] <= ci[1])
+    assert np.mean(hits) >= 0.85, np.mean(hits)
