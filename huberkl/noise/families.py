@@ -390,10 +390,10 @@ def truncated_loglik(
     return Fit(fit.family, fit.loc, fit.scale, ll, len(x))
 
 
-def _trunc_grad_rows(
+def _trunc_rows(
     theta: np.ndarray, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, family: str, mode: str
-) -> np.ndarray:
-    """Gradient of −mean conditional log-likelihood per row: theta (B, 2), x/lo/hi (B, m)."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """−mean conditional log-likelihood and its gradient per row: theta (B, 2), x/lo/hi (B, m)."""
     loc, s = theta[:, :1], np.exp(theta[:, 1:])
     g, dg = _LOG_PDF[(mode, family)], _DLOG_PDF[(mode, family)]
     z, za, zb = (x - loc) / s, (lo - loc) / s, (hi - loc) / s
@@ -403,9 +403,99 @@ def _trunc_grad_rows(
         pza = np.where(np.isfinite(za), pa * za, 0.0)
         pzb = np.where(np.isfinite(zb), pb * zb, 0.0)
     d = dg(z)
+    value = -np.mean(g(z) - np.log(m), axis=1) + theta[:, 1]
     grad_loc = -np.mean(-d / s + (pb - pa) / (s * m), axis=1)
     grad_log_s = -np.mean(-d * z - 1.0 + (pzb - pza) / m, axis=1)
-    return np.stack([grad_loc, grad_log_s], axis=1)
+    return value, np.stack([grad_loc, grad_log_s], axis=1)
+
+
+HALVINGS = 10  # step halvings before a resample counts as converged (1/1024 of a step)
+
+
+def _newton_matrix(
+    theta: np.ndarray,
+    x: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    family: str,
+    mode: str,
+    h: float,
+) -> np.ndarray:
+    """Inverse of the full sample's Hessian at ``theta``, by central differences of the
+    analytic gradient with step ``h``, its eigenvalues floored so that it is positive
+    definite.
+
+    ``h`` is the distance the resample optima move (~1/√m in units of the scale), not a
+    rounding-sized step: the gold Laplace likelihood has a kink at every error, so its
+    gradient in the location is piecewise constant and a tiny step sees no or one kink
+    (a location entry of ~0 or ~1/(n·h) instead of ~1 in units of the scale, and Newton
+    steps that run off); over ±h it counts ~n·h errors. The floor keeps a flat direction
+    from giving unbounded steps; the caller's line search does the rest.
+    """
+    hess = np.empty((2, 2))
+    for j in range(2):
+        e = np.zeros((1, 2))
+        e[0, j] = h
+        gp = _trunc_rows(theta[None, :] + e, x[None, :], lo[None, :], hi[None, :], family, mode)[1]
+        gm = _trunc_rows(theta[None, :] - e, x[None, :], lo[None, :], hi[None, :], family, mode)[1]
+        hess[:, j] = (gp[0] - gm[0]) / (2 * h)
+    vals, vecs = np.linalg.eigh(0.5 * (hess + hess.T))
+    vals = np.maximum(vals, max(1e-3 * float(np.max(np.abs(vals))), 1e-12))
+    return (vecs / vals) @ vecs.T
+
+
+def truncated_resample_fits(
+    x: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    family: str,
+    mode: str,
+    estimate: Fit,
+    idx: np.ndarray,
+    steps: int = 60,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The truncated MLE of every resample ``x[idx[r]]`` at once: ``(loc, scale, nll)`` per
+    row, ``nll`` the mean negative conditional log-likelihood at the returned fit.
+
+    Newton steps with one matrix, the full sample's Hessian at ``estimate``
+    (:func:`_newton_matrix`): resample optima lie within O(1/√m) of the estimate, where
+    that Hessian is accurate. Each step is safeguarded per resample: at most 0.5 in each
+    parameter (scale units, log scale) and halved until the resample's negative
+    log-likelihood does not increase, so no resample walks away from its optimum; a
+    resample whose step cannot be made to descend in :data:`HALVINGS` halvings, or whose
+    step falls below 1e-9, has converged and stops.
+    """
+    x, lo, hi = (np.asarray(v, dtype=np.float64).ravel() for v in (x, lo, hi))
+    idx = np.asarray(idx)
+    unit = estimate.scale  # work in units of the estimate's scale
+    xs, los, his = x / unit, lo / unit, hi / unit
+    theta0 = np.array([estimate.loc / unit, 0.0])
+    inv = _newton_matrix(theta0, xs, los, his, family, mode, 1.0 / math.sqrt(idx.shape[1]))
+    xb, lb, hb = xs[idx], los[idx], his[idx]
+    theta = np.repeat(theta0[None, :], len(idx), axis=0)
+    value, grad = _trunc_rows(theta, xb, lb, hb, family, mode)
+    live = np.arange(len(idx))  # resamples still moving
+    for _ in range(steps):
+        step = np.clip(grad[live] @ inv.T, -0.5, 0.5)
+        moved = np.zeros(len(live), dtype=bool)
+        todo = np.arange(len(live))  # positions in ``live`` still searching along their step
+        for _ in range(HALVINGS):
+            r = live[todo]
+            cand = theta[r] - step[todo]
+            v, gr = _trunc_rows(cand, xb[r], lb[r], hb[r], family, mode)
+            ok = v <= value[r]
+            acc = r[ok]
+            theta[acc], value[acc], grad[acc] = cand[ok], v[ok], gr[ok]
+            moved[todo[ok]] = True
+            todo = todo[~ok]
+            if len(todo) == 0:
+                break
+            step[todo] *= 0.5
+        small = np.max(np.abs(step), axis=1) < 1e-9
+        live = live[moved & ~small]
+        if len(live) == 0:
+            break
+    return theta[:, 0] * unit, np.exp(theta[:, 1]) * unit, value + math.log(unit)
 
 
 def bootstrap_truncated_ci(
@@ -419,40 +509,15 @@ def bootstrap_truncated_ci(
     max_size: int = 2_000,
     level: float = 0.95,
     seed: int = 0,
-    steps: int = 40,
 ) -> tuple[float, float]:
-    """As :func:`bootstrap_ci`, for the truncated fit, all resamples at once.
-
-    Each resample's MLE is found by Newton steps with the full sample's Hessian (computed
-    once by differencing the analytic gradient at the estimate): resample optima lie within
-    O(1/√m) of the estimate, where that Hessian is accurate, so the steps converge fast.
-    """
+    """As :func:`bootstrap_ci`, for the truncated fit, all resamples fitted at once
+    (:func:`truncated_resample_fits`)."""
     x, lo, hi = (np.asarray(v, dtype=np.float64).ravel() for v in (x, lo, hi))
     n = len(x)
     m = min(n, max_size)
-    unit = estimate.scale  # work in units of the estimate's scale
-    xs, los, his = x / unit, lo / unit, hi / unit
-    theta0 = np.array([estimate.loc / unit, 0.0])
-    h = 1e-5
-    hess = np.empty((2, 2))
-    for j in range(2):
-        e = np.zeros(2)
-        e[j] = h
-        gp = _trunc_terms(theta0 + e, xs, los, his, family, mode)[1]
-        gm = _trunc_terms(theta0 - e, xs, los, his, family, mode)[1]
-        hess[:, j] = (gp - gm) / (2 * h)
-    hess = 0.5 * (hess + hess.T)
-    inv = np.linalg.inv(hess)
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n, size=(resamples, m))
-    xb, lb, hb = xs[idx], los[idx], his[idx]
-    theta = np.repeat(theta0[None, :], resamples, axis=0)
-    for _ in range(steps):
-        step = _trunc_grad_rows(theta, xb, lb, hb, family, mode) @ inv.T
-        theta = theta - np.clip(step, -0.5, 0.5)
-        if np.max(np.abs(step)) < 1e-8:
-            break
-    scales = np.exp(theta[:, 1]) * unit
+    _, scales, _ = truncated_resample_fits(x, lo, hi, family, mode, estimate, idx)
     lo_q, hi_q = np.quantile(scales, [(1 - level) / 2, (1 + level) / 2])
     shrink = math.sqrt(m / n)
     e_s = estimate.scale
