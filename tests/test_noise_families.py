@@ -179,3 +179,18 @@ def test_vectorised_truncated_bootstrap_equals_refitting_each_resample(family, m
     idx = np.random.default_rng(3).integers(0, len(x), size=(40, len(x)))  # the same resamples
     scales = [fam.fit_truncated(x[i], lo[i], hi[i], family, mode).scale for i in idx]
     assert ci == pytest.approx(tuple(np.quantile(scales, [0.025, 0.975])), rel=1e-5)
+
+
+def test_a_near_tie_between_families_is_a_warning():
+    """Many Laplace errors pick Laplace clearly; a handful leave the family a near tie."""
+    from huberkl.noise.estimate import TIE, estimate
+
+    rng = np.random.default_rng(3)
+    clear = estimate(rng.laplace(0, 0.05, size=(3000, 1)), coords=("x",), resamples=0)
+    assert clear.coords["x"].family == "laplace"
+    assert not any("near tie" in w for w in clear.warnings)
+    few = estimate(rng.laplace(0, 0.05, size=(12, 1)), coords=("x",), resamples=0)
+    fits = few.coords["x"].fits
+    lead = sorted((f.loglik for f in fits.values()), reverse=True)
+    assert lead[0] - lead[1] < TIE  # this sample is a tie (0.5), and says so
+    assert any(w.startswith("x: laplace leads cauchy by only 0.5") for w in few.warnings)

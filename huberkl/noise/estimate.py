@@ -19,6 +19,9 @@ from huberkl.params import COORDS
 
 SUBSAMPLE = 50_000  # truncated fits start from a fit on this many errors
 FEW = 100  # below this many errors the interval is wide: a warning, not a refusal
+# A family that leads the next by less than this log-likelihood (likelihood ratio e² ≈ 7)
+# is a near tie: with a heavy matching cut (few tails left) Laplace and Cauchy often are.
+TIE = 2.0
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,14 @@ def estimate(
         for i, c in enumerate(coords)
     }
     est = Estimate(mode, len(errors), out)
+    for c, e in out.items():
+        runner_up = max((f for f in e.fits if f != e.family), key=lambda f: e.fits[f].loglik)
+        margin = e.fits[e.family].loglik - e.fits[runner_up].loglik
+        if margin < TIE:
+            est.warnings.append(
+                f"{c}: {e.family} leads {runner_up} by only {margin:.1f} in log-likelihood "
+                f"(< {TIE:g}): the family is a near tie, and with it the efficient α"
+            )
     if len(errors) < FEW:
         est.warnings.append(
             f"only {len(errors)} matched errors (< {FEW}): the family choice is unreliable "

@@ -1,0 +1,262 @@
+"""The plan of ``make reproduce``: which ``huberkl`` steps, with which overrides, per seed.
+
+The plan is ``conf/reproduce.yaml`` with its ``scale`` group: figures and tables, the
+synthetic sets, the noise sweep's measurements (``huberkl noise``), and one detection run
+per setting and seed. The sweep's runs read the settings its measurements wrote, so
+:func:`sweep_steps` builds them once those steps are done; :mod:`huberkl.reproduce` runs
+the plan.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from huberkl import __version__, config
+from huberkl.errors import InputError
+
+
+@dataclass
+class Step:
+    """One ``huberkl`` invocation: its folder name, words, options and Hydra overrides."""
+
+    name: str
+    words: list[str]
+    options: list[str] = field(default_factory=list)
+    overrides: list[str] = field(default_factory=list)
+    resumable: bool = False
+    title: str = ""
+    writes: bool = True  # False: the command only prints (interpret); its stdout is kept
+    nproc: int = 1  # > 1: launched through torchrun, one process per GPU
+    setting: str = ""  # detection: the setting this run trains (its name less the seed)
+    seed: int | None = None
+    depends: str = ""  # folded into the key: the key of the step whose output this one reads
+    serves: list[str] = field(default_factory=list)  # other settings that are this same run
+
+    def argv(self, out: Path) -> list[str]:
+        where = ["--out", str(out)] if self.writes else []
+        return ["huberkl", *self.words, *where, *self.options, *self.overrides]
+
+    def key(self) -> str:
+        """Hash of the words, options and the resolved config the overrides give."""
+        resolved = config.to_yaml(config.compose(self.overrides))
+        extra = ""
+        if self.words[:1] == ["interpret"]:  # interpret reads every preset file directly
+            extra = "".join(
+                p.read_text(encoding="utf-8")
+                for p in sorted((config.CONF_DIR / "params").glob("*.yaml"))
+            )
+        blob = json.dumps([__version__, self.words, self.options, resolved, extra])
+        if self.depends:  # only where set, so the keys of older steps stay as they were
+            blob += self.depends
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def load_plan(
+    scale: str, coco: str | None = None, overrides: list[str] | None = None
+) -> DictConfig:
+    """Compose ``conf/reproduce.yaml`` for ``scale``; ``full`` needs a COCO folder."""
+    extra = [f"scale={scale}", *(overrides or [])]
+    if coco:
+        extra.append(f"coco={coco}")
+    cfg = config.compose(extra, config_name="reproduce")
+    if scale == "full" and not cfg.get("coco"):
+        raise InputError(
+            "SCALE=full needs COCO=/path/to/coco (a folder with train2017/, val2017/, annotations/)"
+        )
+    return cfg
+
+
+def _nproc(value: int | str) -> int:
+    """Processes per training run: a number, or ``auto`` (one per visible GPU, at least 1)."""
+    if str(value) == "auto":
+        import torch
+
+        return max(1, torch.cuda.device_count())
+    return max(1, int(value))
+
+
+def _scales_override(scales: list[float]) -> str:
+    return f"+data.synth.noise_scales=[{','.join(f'{v:g}' for v in scales)}]"
+
+
+def sweep_sets(plan: DictConfig) -> list[tuple[float, str, list[str]]]:
+    """``(scale, set name, synth overrides)`` of each sweep scale: the main set's overrides
+    with the noise scales replaced; the scale whose set is the main one reuses it (``synth``)."""
+    s = plan.scale
+    if plan.get("coco") or not s.sweep.scales:
+        return []
+    base = [o for o in s.synth if not o.startswith("+data.synth.noise_scales=")]
+    out = []
+    for scale in s.sweep.scales:
+        synth, name = [*base, _scales_override([scale * f for f in s.sweep.shape])], "synth"
+        if sorted(synth) == sorted(s.synth):
+            synth = list(s.synth)  # the same runs as Tables 3-6 are then recognised as such
+        else:
+            name = f"synth-{scale:g}"
+        out.append((float(scale), name, synth))
+    return out
+
+
+def build_steps(plan: DictConfig, root: Path) -> list[Step]:
+    """The ordered steps that need no measurement: figures, tables, the synthetic sets,
+    the noise measurements of the sweep and the detection runs of Tables 3-6, per seed."""
+    s = plan.scale
+    steps = [
+        Step("figure1", ["losses"], overrides=list(s.losses), title="Figure 1"),
+        Step(
+            "tables12",
+            ["interpret"],
+            options=["--preset", "all", "--format", "json"],
+            title="Tables 1 and 2",
+            writes=False,
+        ),
+        Step(
+            "figure2",
+            ["toy"],
+            options=["--solver", "both"],
+            overrides=list(s.toy),
+            title="Figure 2",
+        ),
+    ]
+    data_overrides: list[str] = []
+    if plan.get("coco"):
+        data_overrides = [f"data={s.detect.data}", f"data.root={plan.coco}"]
+    else:
+        steps.append(
+            Step("synth", ["data", "synth"], overrides=list(s.synth), title="Synthetic data")
+        )
+        # The synth overrides go to the trainers too: their data check then finds the set
+        # made by the synth step (same arguments) instead of making the default one.
+        data_overrides = [f"data.root={root / 'synth'}", *s.synth]
+    for scale, name, synth in sweep_sets(plan):
+        if name != "synth":
+            steps.append(
+                Step(name, ["data", "synth"], overrides=synth, title=f"Sweep set, noise {scale:g}")
+            )
+        ann = root / name / "annotations"
+        steps.append(
+            Step(
+                f"noise-{scale:g}",
+                ["noise", str(ann / "instances_train.json")],
+                options=[
+                    "--reference",
+                    str(ann / "instances_train_clean.json"),
+                    "--preset",
+                    str(s.sweep.preset),
+                    "--name",
+                    "matched",
+                    "--format",
+                    "json",
+                    "--no-figure",
+                ],
+                title=f"Label noise of the sweep set {scale:g}, measured",
+                depends=Step(name, ["data", "synth"], overrides=synth).key(),
+            )
+        )
+    nproc = _nproc(s.detect.get("nproc", 1))
+    for run in s.detect.runs:
+        for seed in s.detect.seeds:
+            steps.append(
+                Step(
+                    f"{run.name}-s{seed}",
+                    ["detect", "train"],
+                    overrides=[
+                        f"detect={s.detect.configs[run.arch]}",
+                        *data_overrides,
+                        *s.detect.common,
+                        *run.overrides,
+                        f"seed={seed}",
+                    ],
+                    resumable=True,
+                    nproc=nproc,
+                    title=f"{run.get('title', run.name)}, seed {seed}",
+                    setting=str(run.name),
+                    seed=int(seed),
+                )
+            )
+    return steps
+
+
+def matched_preset(root: Path, scale: float) -> Path:
+    """The params preset ``huberkl noise`` read off the sweep set of ``scale`` (paper reading)."""
+    return root / f"noise-{scale:g}" / "params" / "matched.yaml"
+
+
+def _times(value: str, m: float) -> str:
+    from fractions import Fraction
+
+    return str(Fraction(value) * Fraction(str(m)))
+
+
+def sweep_variants(plan: DictConfig, preset: dict) -> list[tuple[str, list[str]]]:
+    """``(variant, params overrides)`` on top of the matched preset: α times each multiple
+    (0: an L1 loss), and the fixed presets (``params=NAME``) as they are."""
+    out = []
+    for m in plan.scale.sweep.alphas:
+        name = "l1" if m == 0 else ("matched" if m == 1 else f"alpha-x{m:g}")
+        extra = []
+        for stage, sp in preset["stages"].items():
+            if m == 0:
+                extra += [f"params.stages.{stage}.loss=l1", f"params.stages.{stage}.alpha=0"]
+            elif m != 1:
+                extra.append(f"params.stages.{stage}.alpha={_times(str(sp['alpha']), m)}")
+        out.append((name, extra))
+    return out
+
+
+def sweep_steps(plan: DictConfig, root: Path, steps: Sequence[Step]) -> list[Step]:
+    """The sweep's training runs; they read the presets the noise steps wrote, so they are
+    built once those steps are done. A run identical to one of ``steps`` is not repeated:
+    that step serves the sweep too (``serves``)."""
+    import yaml
+
+    s = plan.scale
+    by_overrides = {tuple(st.overrides): st for st in steps if st.seed is not None}
+    out = []
+    for scale, name, synth in sweep_sets(plan):
+        preset_file = matched_preset(root, scale)
+        if not preset_file.is_file():
+            continue
+        preset = yaml.safe_load(preset_file.read_text(encoding="utf-8"))
+        use = [f"hydra.searchpath=[file://{preset_file.parent.parent.resolve()}]", "params=matched"]
+        variants = [(v, [*use, *extra]) for v, extra in sweep_variants(plan, preset)]
+        variants += [(f, [f"params={f}"]) for f in s.sweep.fixed]
+        for variant, params in variants:
+            setting = f"sweep-{scale:g}-{variant}"
+            for seed in s.sweep.seeds:
+                overrides = [
+                    f"detect={s.detect.configs[s.sweep.arch]}",
+                    f"data.root={root / name}",
+                    *synth,
+                    *s.detect.common,
+                    *params,
+                    f"seed={seed}",
+                ]
+                same = by_overrides.get(tuple(overrides))
+                if same is not None:
+                    same.serves.append(setting)
+                    continue
+                out.append(
+                    Step(
+                        f"{setting}-s{seed}",
+                        ["detect", "train"],
+                        overrides=overrides,
+                        resumable=True,
+                        title=f"Sweep: noise {scale:g}, {variant}, seed {seed}",
+                        setting=setting,
+                        seed=int(seed),
+                    )
+                )
+    return out
+
+
+def all_steps(plan: DictConfig, root: Path) -> list[Step]:
+    """Every step of the plan whose inputs exist now (the sweep's runs need its noise steps)."""
+    steps = build_steps(plan, root)
+    return [*steps, *sweep_steps(plan, root, steps)]
