@@ -66,7 +66,10 @@ def section(rep: Any, runs: Runs, plan: Any) -> None:
         f"{sw.preset}` against the clean boxes. *matched* is the preset it wrote (α·σ = the "
         "measured scale); the other runs scale that α by ¼ or 4, or use an L1 loss (the "
         "efficient reading for Laplace noise), all with the matched σ and λ; "
-        f"{', '.join(fixed)} is trained unchanged. Seeds {', '.join(map(str, sw.seeds))}.\n"
+        f"{', '.join(fixed)} is trained unchanged. Seeds {', '.join(map(str, sw.seeds))}. "
+        "The α variants share the matched σ and λ, hence its saturated box gradient λ/σ: "
+        "comparing them isolates α. A fixed preset differs in λ/σ too, so matched against it "
+        "mixes α and σ with the loss balance.\n"
     )
     # --- what was measured
     rows = []
