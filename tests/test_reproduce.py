@@ -385,3 +385,18 @@ def test_smoke_reproduction_end_to_end(tmp_path):
     root = tmp_path / "outputs" / "reproduce" / "smoke"
     n_steps = len(reproduce.all_steps(reproduce.load_plan("smoke"), root))
     assert again.stdout.count("cached") == n_steps
+
+
+def test_a_sweep_set_where_nothing_is_learnt_tests_nothing(tmp_path):
+    ap = {"frcnn-implementation": 0.5}
+    for s in ("0.02", "0.05", "0.1"):
+        ap |= {f"sweep-{s}-matched": 0.6, f"sweep-{s}-alpha-x0.25": 0.55}
+    ap |= {f"sweep-0.02-alpha-x4": 0.7}  # the optimum beyond the grid at 0.02
+    ap |= {f"sweep-0.2-{v}": 0.01 for v in ("matched", "alpha-x0.25", "alpha-x4", "l1")}
+    ap["sweep-0.2-implementation"] = 0.02
+    text = _report(tmp_path, ap, sweep=True)
+    moves = "The best α moves with the label noise: the matched α beats α × ¼ and α × 4 at every scale (mAP@0.75)"
+    row = next(line for line in text.splitlines() if line.startswith(f"| {moves} |"))
+    assert "0.2: matched" not in row and "not tested at 0.2 (no signal" in row
+    assert "| 0.2 | no signal: mAP@0.75 < 5 for every setting | – |" in text
+    assert "| 0.02 | α × 4 (the grid's edge: the optimum may lie beyond) | 0.0800 |" in text
