@@ -391,7 +391,7 @@ def test_a_sweep_set_where_nothing_is_learnt_tests_nothing(tmp_path):
     ap = {"frcnn-implementation": 0.5}
     for s in ("0.02", "0.05", "0.1"):
         ap |= {f"sweep-{s}-matched": 0.6, f"sweep-{s}-alpha-x0.25": 0.55}
-    ap |= {f"sweep-0.02-alpha-x4": 0.7}  # the optimum beyond the grid at 0.02
+    ap |= {"sweep-0.02-alpha-x4": 0.7}  # the optimum beyond the grid at 0.02
     ap |= {f"sweep-0.2-{v}": 0.01 for v in ("matched", "alpha-x0.25", "alpha-x4", "l1")}
     ap["sweep-0.2-implementation"] = 0.02
     text = _report(tmp_path, ap, sweep=True)

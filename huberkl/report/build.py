@@ -292,18 +292,9 @@ class Report:
             "(mAP in %). Claims are judged on paired differences (seed k against seed k).\n"
         )
         labels = {
-            f"{arch}-{n}": paper.LABELS.get(n, n)
+            f"{arch}-{n}": label
             for arch in ("frcnn", "retinanet")
-            for n in (
-                "publication",
-                "implementation",
-                "exp-a",
-                "exp-b",
-                "exp-c",
-                "exp-a-balanced",
-                "linear",
-                "kl",
-            )
+            for n, label in paper.LABELS.items()
         }
         t3 = [
             ("Baseline [18]", None, "baseline [18]"),
