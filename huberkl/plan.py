@@ -35,7 +35,7 @@ class Step:
     nproc: int = 1  # > 1: launched through torchrun, one process per GPU
     setting: str = ""  # detection: the setting this run trains (its name less the seed)
     seed: int | None = None
-    depends: str = ""  # folded into the key: the key of the step whose output this one reads
+    after: Step | None = None  # the step whose output this one reads: its key is in this one's
     serves: list[str] = field(default_factory=list)  # other settings that are this same run
 
     def argv(self, out: Path) -> list[str]:
@@ -52,8 +52,8 @@ class Step:
                 for p in sorted((config.CONF_DIR / "params").glob("*.yaml"))
             )
         blob = json.dumps([__version__, self.words, self.options, resolved, extra])
-        if self.depends:  # only where set, so the keys of older steps stay as they were
-            blob += self.depends
+        if self.after is not None:  # only where set, so the keys of older steps stay as they were
+            blob += self.after.key()
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -134,11 +134,13 @@ def build_steps(plan: DictConfig, root: Path) -> list[Step]:
         # The synth overrides go to the trainers too: their data check then finds the set
         # made by the synth step (same arguments) instead of making the default one.
         data_overrides = [f"data.root={root / 'synth'}", *s.synth]
+    sets = {st.name: st for st in steps if st.name == "synth"}
     for scale, name, synth in sweep_sets(plan):
-        if name != "synth":
-            steps.append(
-                Step(name, ["data", "synth"], overrides=synth, title=f"Sweep set, noise {scale:g}")
+        if name not in sets:
+            sets[name] = Step(
+                name, ["data", "synth"], overrides=synth, title=f"Sweep set, noise {scale:g}"
             )
+            steps.append(sets[name])
         ann = root / name / "annotations"
         steps.append(
             Step(
@@ -156,7 +158,7 @@ def build_steps(plan: DictConfig, root: Path) -> list[Step]:
                     "--no-figure",
                 ],
                 title=f"Label noise of the sweep set {scale:g}, measured",
-                depends=Step(name, ["data", "synth"], overrides=synth).key(),
+                after=sets[name],
             )
         )
     nproc = _nproc(s.detect.get("nproc", 1))

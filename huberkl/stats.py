@@ -55,12 +55,17 @@ def t_interval(values: Sequence[float], level: float = LEVEL) -> Interval:
     return Interval(mean, mean - half, mean + half, int(x.size), sd)
 
 
-def paired(a: Mapping[int, float], b: Mapping[int, float], level: float = LEVEL) -> Interval:
-    """Interval of the mean of ``a[k] - b[k]`` over the seeds ``k`` both have."""
+def differences(a: Mapping[int, float], b: Mapping[int, float]) -> list[float]:
+    """``a[k] - b[k]`` over the seeds ``k`` both have, in seed order."""
     seeds = sorted(set(a) & set(b))
     if not seeds:
         raise ValueError("no seed in common: the settings cannot be paired")
-    return t_interval([a[k] - b[k] for k in seeds], level)
+    return [a[k] - b[k] for k in seeds]
+
+
+def paired(a: Mapping[int, float], b: Mapping[int, float], level: float = LEVEL) -> Interval:
+    """Interval of the mean of ``a[k] - b[k]`` over the seeds ``k`` both have."""
+    return t_interval(differences(a, b), level)
 
 
 def verdict(diff: Interval, claim: str = "greater", scale: float = 100.0) -> str:

@@ -63,7 +63,8 @@ def test_training_steps_use_the_synth_set_and_its_arguments(tmp_path):
     assert "params.stages.proposal.loss=kl" in kl and "params.stages.detection.loss=kl" in kl
     noise = steps["noise-0.1"]
     assert noise.words[1] == str(tmp_path / "synth-0.1" / "annotations" / "instances_train.json")
-    assert noise.depends == steps["synth-0.1"].key()  # a new set means a new measurement
+    assert noise.after is steps["synth-0.1"]  # a new set means a new measurement:
+    assert noise.key() != reproduce.Step(noise.name, noise.words, noise.options).key()
 
 
 def _resolved(step) -> dict:

@@ -397,27 +397,11 @@ class Report:
         """The paired comparisons behind each claim of a table, and one verdict per claim."""
         from huberkl.report import detection as det
 
-        every = []
-        for claim, comparisons in claims:
-            judged = [det.judge(runs, c) for c in comparisons]
-            every += judged
-            evidence = "; ".join(
-                f"{labels.get(j.comparison.better, j.comparison.better)} − {labels.get(j.comparison.other, j.comparison.other)} "
-                f"{j.comparison.metric} "
-                + (
-                    f"{100 * j.diff.mean:+.1f} [{100 * j.diff.low:+.1f}, {100 * j.diff.high:+.1f}]"
-                    if j.diff
-                    else "not run"
-                )
-                for j in judged
-            )
-            self.claims.append((claim, det.overall([j.verdict for j in judged]), evidence))
-        rows = det.comparisons_table(every, labels)
-        self.add(markdown_table(det.COMPARISON_HEADER, rows))
-        _save_table(self.dest, f"{name}_comparisons", det.COMPARISON_HEADER, rows)
-        line, _ = det.power_line(every)
-        if line:
-            self.add(line)
+        def describe(c: det.Comparison) -> str:
+            better, other = labels.get(c.better, c.better), labels.get(c.other, c.other)
+            return f"{better} − {other} {c.metric}"
+
+        det.judge_claims(self, name, runs, claims, labels, describe)
 
     # -- assembly -------------------------------------------------------------
     def claims_section(self) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,10 +94,9 @@ class Judged:
 
 def judge(runs: Runs, c: Comparison) -> Judged:
     a, b = runs.values(c.better, c.metric), runs.values(c.other, c.metric)
-    common = sorted(set(a) & set(b))
-    if not common:
+    if not set(a) & set(b):
         return Judged(c, None, "not run")
-    diffs = tuple(a[k] - b[k] for k in common)
+    diffs = tuple(stats.differences(a, b))
     iv = stats.t_interval(diffs)
     return Judged(c, iv, stats.verdict(iv, c.kind), diffs)
 
@@ -145,6 +144,41 @@ def comparisons_table(judged: Sequence[Judged], labels: dict[str, str]) -> list[
             ]
         )
     return rows
+
+
+def judge_claims(
+    rep: Any,
+    name: str,
+    runs: Runs,
+    claims: Sequence[tuple[str, list[Comparison]]],
+    labels: dict[str, str],
+    describe: Callable[[Comparison], str],
+    note: str = "",
+) -> None:
+    """Judge each claim on its comparisons: one verdict per claim in ``rep.claims`` (its
+    evidence names each comparison by ``describe``, then ``note``), and the comparisons
+    table with the protocol's power in the report (``tables/<name>_comparisons``)."""
+    from huberkl.report.build import _save_table
+    from huberkl.tables import markdown_table
+
+    every: list[Judged] = []
+    for claim, comparisons in claims:
+        judged = [judge(runs, c) for c in comparisons]
+        every += judged
+        evidence = "; ".join(f"{describe(j.comparison)} {_delta(j)}" for j in judged) + note
+        rep.claims.append((claim, overall([j.verdict for j in judged]), evidence))
+    rows = comparisons_table(every, labels)
+    rep.add(markdown_table(COMPARISON_HEADER, rows))
+    _save_table(rep.dest, f"{name}_comparisons", COMPARISON_HEADER, rows)
+    line, _ = power_line(every)
+    if line:
+        rep.add(line)
+
+
+def _delta(j: Judged) -> str:
+    if j.diff is None:
+        return "not run"
+    return f"{100 * j.diff.mean:+.1f} [{100 * j.diff.low:+.1f}, {100 * j.diff.high:+.1f}]"
 
 
 COMPARISON_HEADER = [

@@ -15,15 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from huberkl import stats
-from huberkl.report.detection import (
-    COMPARISON_HEADER,
-    Comparison,
-    Runs,
-    comparisons_table,
-    judge,
-    overall,
-    power_line,
-)
+from huberkl.report.detection import Comparison, Runs, judge_claims
 from huberkl.tables import markdown_table
 
 VARIANTS = (
@@ -47,13 +39,15 @@ SIGNAL = 0.05
 NO_SIGNAL = f"no signal: mAP@0.75 < {100 * SIGNAL:g} for every setting"
 
 
-def _has_signal(runs: Runs, scale: float, variants: list[str]) -> bool:
-    means = [
-        sum(v) / len(v)
-        for name in variants
-        if (v := list(runs.values(f"sweep-{scale:g}-{name}", "AP75").values()))
-    ]
-    return bool(means) and max(means) >= SIGNAL
+def _mean_ap75(runs: Runs, scales: list[float], variants: list[str]) -> dict[tuple, float]:
+    """Mean mAP@0.75 over seeds of every (scale, variant) that ran."""
+    out = {}
+    for s in scales:
+        for v in variants:
+            vals = list(runs.values(f"sweep-{s:g}-{v}", "AP75").values())
+            if vals:
+                out[(s, v)] = sum(vals) / len(vals)
+    return out
 
 
 def _fixed_names(plan: Any) -> list[str]:
@@ -117,13 +111,16 @@ def section(rep: Any, runs: Runs, plan: Any) -> None:
         rep.add(markdown_table(header, rows))
         _save_table(rep.dest, f"sweep_{key.lower()}", header, rows)
     # --- comparisons
-    judged_all, per_claim = [], {}
     moves = "The best α moves with the label noise: the matched α beats α × ¼ and α × 4 at every scale (mAP@0.75)"
     beats = (
         f"Settings read off the measured noise beat the fixed {', '.join(fixed)} preset (mAP@0.75)"
     )
     eff = "The paper's reading (matched Huber α) beats the efficient reading (L1) for Laplace noise (mAP@0.75)"
-    mute = [s for s in scales if not _has_signal(runs, s, [v for v, _ in names])]
+    ap75 = _mean_ap75(runs, scales, [v for v, _ in names])
+    mute = [
+        s for s in scales if max((m for (t, _), m in ap75.items() if t == s), default=0) < SIGNAL
+    ]
+    per_claim: dict[str, list[Comparison]] = {}
     for s in scales:
         if s in mute:
             continue
@@ -142,35 +139,16 @@ def section(rep: Any, runs: Runs, plan: Any) -> None:
     for s in scales:
         for v, label in names:
             labels[f"sweep-{s:g}-{v}"] = f"{s:g}: {label}"
-    for claim, comps in per_claim.items():
-        judged = [judge(runs, c) for c in comps]
-        judged_all += judged
-        evidence = "; ".join(
-            f"{labels[j.comparison.better]} − {labels[j.comparison.other].split(': ')[1]} "
-            + (
-                f"{100 * j.diff.mean:+.1f} [{100 * j.diff.low:+.1f}, {100 * j.diff.high:+.1f}]"
-                if j.diff
-                else "not run"
-            )
-            for j in judged
-        )
-        if mute:
-            evidence += f"; not tested at {', '.join(f'{s:g}' for s in mute)} ({NO_SIGNAL})"
-        rep.claims.append((claim, overall([j.verdict for j in judged]), evidence))
-    rows = comparisons_table(judged_all, labels)
-    rep.add(markdown_table(COMPARISON_HEADER, rows))
-    _save_table(rep.dest, "sweep_comparisons", COMPARISON_HEADER, rows)
-    line, _ = power_line(judged_all)
-    if line:
-        rep.add(line)
+
+    def describe(c: Comparison) -> str:
+        return f"{labels[c.better]} − {labels[c.other].split(': ')[1]}"
+
+    note = f"; not tested at {', '.join(f'{s:g}' for s in mute)} ({NO_SIGNAL})" if mute else ""
+    judge_claims(rep, "sweep", runs, list(per_claim.items()), labels, describe, note)
     # --- the best α per scale, beside the prediction α·σ = scale
     best_rows, best = [], []
     for s in scales:
-        means = {}
-        for v, mult, label in VARIANTS:
-            vals = list(runs.values(f"sweep-{s:g}-{v}", "AP75").values())
-            if vals:
-                means[(v, mult, label)] = sum(vals) / len(vals)
+        means = {(v, mult, label): ap75[(s, v)] for v, mult, label in VARIANTS if (s, v) in ap75}
         if not means:
             continue
         (v, mult, label), top = max(means.items(), key=lambda kv: kv[1])
