@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ class Step:
     seed: int | None = None
     after: Step | None = None  # the step whose output this one reads: its key is in this one's
     serves: list[str] = field(default_factory=list)  # other settings that are this same run
+    part: str = ""  # training runs: the `make reproduce PART=...` that trains it (schema.PARTS)
 
     def argv(self, out: Path) -> list[str]:
         where = ["--out", str(out)] if self.writes else []
@@ -163,7 +165,8 @@ def build_steps(plan: DictConfig, root: Path) -> list[Step]:
         )
     nproc = _nproc(s.detect.get("nproc", 1))
     for run in s.detect.runs:
-        for seed in s.detect.seeds:
+        count = run.get("seeds")
+        for seed in s.detect.seeds[:count] if count is not None else s.detect.seeds:
             steps.append(
                 Step(
                     f"{run.name}-s{seed}",
@@ -180,9 +183,61 @@ def build_steps(plan: DictConfig, root: Path) -> list[Step]:
                     title=f"{run.get('title', run.name)}, seed {seed}",
                     setting=str(run.name),
                     seed=int(seed),
+                    part=str(run.get("part", "tables")),
                 )
             )
-    return steps
+    return [*steps, *curve_steps(plan, steps)]
+
+
+def schedule_length(plan: DictConfig, arch: str) -> int:
+    """``detect.iters`` of the protocol ``arch`` trains with (its config and common overrides)."""
+    s = plan.scale
+    cfg = config.compose([f"detect={s.detect.configs[arch]}", *s.detect.common])
+    return int(cfg.detect.iters)
+
+
+def curve_iters(multiple: float, iters: int) -> int:
+    return max(1, round(multiple * iters))
+
+
+def curve_steps(plan: DictConfig, steps: Sequence[Step]) -> list[Step]:
+    """The learning curve's runs: each ``curve.runs`` setting at ``curve.multiples`` of its
+    schedule, per curve seed; the table's own runs are the multiple 1 (not repeated).
+
+    Each is its own run with its own cosine schedule (not a checkpoint of a longer run), so
+    a point says where that schedule length ends, which is what "converged" is about.
+    """
+    s = plan.scale
+    by_name = {r.name: r for r in s.detect.runs}
+    out = []
+    for name in s.curve.runs:
+        iters = schedule_length(plan, by_name[name].arch)
+        base = {st.seed: st for st in steps if st.setting == name}
+        for m in s.curve.multiples:
+            if m == 1:
+                continue
+            n = curve_iters(m, iters)
+            for seed in s.curve.seeds:
+                like = base.get(seed)
+                if like is None:
+                    raise InputError(
+                        f"scale.curve.seeds: {name} has no seed {seed} to extend "
+                        f"(its seeds: {sorted(base)})"
+                    )
+                out.append(
+                    Step(
+                        f"{name}-x{m:g}-s{seed}",
+                        ["detect", "train"],
+                        overrides=[*like.overrides[:-1], f"detect.iters={n}", f"seed={seed}"],
+                        resumable=True,
+                        nproc=like.nproc,
+                        title=f"{like.title.rsplit(', seed', 1)[0]}, {n} steps ({m:g}x), seed {seed}",
+                        setting=f"{name}-x{m:g}",
+                        seed=int(seed),
+                        part="curves",
+                    )
+                )
+    return out
 
 
 def matched_preset(root: Path, scale: float) -> Path:
@@ -196,9 +251,30 @@ def _times(value: str, m: float) -> str:
     return str(Fraction(value) * Fraction(str(m)))
 
 
+def alpha_only(name: str, matched: dict) -> list[str]:
+    """``params=NAME`` with only α changed, so that its label noise α·σ matches the measured
+    noise the matched preset encodes (α·σ per coordinate); one α per stage, the geometric
+    mean over the coordinates of measured/σ (3 significant figures), since a stage has one α."""
+    from fractions import Fraction
+
+    from huberkl.noise.settings import to_fraction
+    from huberkl.params import COORDS, load_preset
+
+    preset = load_preset(name)
+    out = [f"params={name}"]
+    for stage, sp in matched["stages"].items():
+        a = Fraction(str(sp["alpha"]))
+        mine = preset.stage(stage).sigma
+        ratios = [float(a * Fraction(str(sp["sigma"][c])) / Fraction(mine[c])) for c in COORDS]
+        alpha = math.prod(ratios) ** (1 / len(ratios))
+        out.append(f"params.stages.{stage}.alpha={to_fraction(alpha)}")
+    return out
+
+
 def sweep_variants(plan: DictConfig, preset: dict) -> list[tuple[str, list[str]]]:
     """``(variant, params overrides)`` on top of the matched preset: α times each multiple
-    (0: an L1 loss), and the fixed presets (``params=NAME``) as they are."""
+    (0: an L1 loss); the fixed presets (``params=NAME``) as they are; and the ``alpha_only``
+    presets with their α matched (:func:`alpha_only`)."""
     out = []
     for m in plan.scale.sweep.alphas:
         name = "l1" if m == 0 else ("matched" if m == 1 else f"alpha-x{m:g}")
@@ -210,6 +286,9 @@ def sweep_variants(plan: DictConfig, preset: dict) -> list[tuple[str, list[str]]
                 extra.append(f"params.stages.{stage}.alpha={_times(str(sp['alpha']), m)}")
         out.append((name, extra))
     return out
+
+
+ALPHA_ONLY = "-alpha"  # variant name suffix of a preset trained with only its α matched
 
 
 def sweep_steps(plan: DictConfig, root: Path, steps: Sequence[Step]) -> list[Step]:
@@ -229,6 +308,7 @@ def sweep_steps(plan: DictConfig, root: Path, steps: Sequence[Step]) -> list[Ste
         use = [f"hydra.searchpath=[file://{preset_file.parent.parent.resolve()}]", "params=matched"]
         variants = [(v, [*use, *extra]) for v, extra in sweep_variants(plan, preset)]
         variants += [(f, [f"params={f}"]) for f in s.sweep.fixed]
+        variants += [(f + ALPHA_ONLY, alpha_only(f, preset)) for f in s.sweep.get("alpha_only", [])]
         for variant, params in variants:
             setting = f"sweep-{scale:g}-{variant}"
             for seed in s.sweep.seeds:
@@ -253,6 +333,7 @@ def sweep_steps(plan: DictConfig, root: Path, steps: Sequence[Step]) -> list[Ste
                         title=f"Sweep: noise {scale:g}, {variant}, seed {seed}",
                         setting=setting,
                         seed=int(seed),
+                        part="sweep",
                     )
                 )
     return out

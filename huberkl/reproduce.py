@@ -1,6 +1,6 @@
 """``make reproduce``: every table and figure of the paper, one cached step at a time.
 
-    python -m huberkl.reproduce --scale cpu|smoke|full [--coco DIR] [--force]
+    python -m huberkl.reproduce --scale cpu|smoke|full [--part PART] [--coco DIR] [--force]
 
 Each step is one ``huberkl`` command (so the report can print the exact command that
 made every number) run in its own folder ``outputs/reproduce/<scale>/<step>/``. A step
@@ -36,6 +36,11 @@ from huberkl.plan import (  # noqa: F401  (re-exported: the plan's API)
 )
 
 ROOT = config.OUTPUTS / "reproduce"
+# The committed reference: its runs/<step>/ records (config, run, metrics, .done.json with
+# the step's key) stand in for training runs not made here, so that a reproduction split
+# into parts (``--part``) is built from the parts run so far, here or in earlier sessions.
+REFERENCE = config.OUTPUTS / "reference"
+RECORDS = ("config.yaml", "run.json", "metrics.json", "stdout.txt", ".done.json")
 
 
 def _done_file(out: Path) -> Path:
@@ -45,6 +50,20 @@ def _done_file(out: Path) -> Path:
 def is_done(step: Step, out: Path, key: str) -> bool:
     f = _done_file(out)
     return f.is_file() and json.loads(f.read_text(encoding="utf-8")).get("key") == key
+
+
+def adopt(step: Step, out: Path, key: str, reference: Path = REFERENCE) -> bool:
+    """Take a training step's committed record (same key) instead of training it again."""
+    src = reference / "runs" / step.name
+    if step.seed is None or not is_done(step, src, key) or not (src / "metrics.json").is_file():
+        return False
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    for name in RECORDS:
+        if (src / name).is_file():
+            shutil.copyfile(src / name, out / name)
+    return True
 
 
 def run_step(step: Step, out: Path, key: str, log, echo: bool = True) -> float:
@@ -134,15 +153,31 @@ def _run_parallel(todo: list[tuple[Step, Path, str]], jobs: int, console) -> Non
         raise RuntimeError(failed[0])
 
 
+def check_part(part: str | None) -> None:
+    from huberkl.errors import InputError
+    from huberkl.schema import PARTS
+
+    if part is not None and part not in PARTS:
+        raise InputError(f"--part {part!r}: expected one of {', '.join(PARTS)} (or none: all)")
+
+
 def reproduce(
     scale: str = "cpu",
     coco: str | None = None,
     force: bool = False,
     overrides: list[str] | None = None,
+    part: str | None = None,
+    reference: Path = REFERENCE,
 ) -> Path:
-    """Run (or skip, when cached) every step of ``scale``, then write the report."""
+    """Run (or skip, when cached) every step of ``scale``, then write the report.
+
+    ``part``: train only that part's runs (:data:`huberkl.schema.PARTS`); the figures, sets
+    and measurements always run. Training runs recorded in ``reference`` with the same key
+    are taken from there; the report covers every run done so far.
+    """
     from rich.console import Console
 
+    check_part(part)
     console = Console()
     plan = load_plan(scale, coco, overrides)
     root = ROOT / scale
@@ -152,6 +187,7 @@ def reproduce(
     t0 = time.perf_counter()
     jobs = max(1, int(plan.scale.get("jobs", 1)))
     parallel: list[tuple[Step, Path, str]] = []
+    skipped: list[str] = []
 
     def visit(batch: list[Step], first: int, total: int | str) -> None:
         for i, step in enumerate(batch, first):
@@ -159,6 +195,12 @@ def reproduce(
             key = step.key()
             if not force and is_done(step, out, key):
                 console.print(f"[dim][{i}/{total}] {step.name}: cached ({key})[/]")
+                continue
+            if not force and adopt(step, out, key, reference):
+                console.print(f"[dim][{i}/{total}] {step.name}: from {reference} ({key})[/]")
+                continue
+            if part is not None and step.seed is not None and step.part != part:
+                skipped.append(step.name)
                 continue
             if step.resumable and jobs > 1:
                 parallel.append((step, out, key))  # training runs: independent, run below
@@ -171,6 +213,8 @@ def reproduce(
     sweep = sweep_steps(plan, root, steps)
     steps += sweep
     visit(sweep, len(steps) - len(sweep) + 1, len(steps))
+    if skipped:
+        console.print(f"{len(skipped)} training runs of other parts not run (--part {part})")
     if parallel:
         # Seed-major: every setting's seed 0 first, so that a stopped run leaves complete
         # pairs of the first seeds rather than every seed of the first settings.
@@ -191,12 +235,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", default="cpu", help="cpu (default), smoke or full")
     parser.add_argument("--coco", default=None, help="COCO folder for --scale full")
     parser.add_argument(
+        "--part", default=None, help="train only this part's runs: tables, retinanet, curves, sweep"
+    )
+    parser.add_argument(
         "--force", action="store_true", help="ignore the cache and rerun every step"
     )
     parser.add_argument("overrides", nargs="*", help="overrides of conf/reproduce.yaml")
     args = parser.parse_args(argv)
     try:  # InputError: huberkl.cli.run prints it in one line, exit 2
-        reproduce(args.scale, args.coco, args.force, args.overrides)
+        reproduce(args.scale, args.coco, args.force, args.overrides, part=args.part or None)
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -13,7 +13,9 @@ before any command makes a folder.
 Keys a YAML file may leave out (so that the resolved default configs, and the reproduction's
 cache keys that hash them, stay as they are) are held in open ``dict`` fields and checked in
 ``__post_init__``: ``data.synth``'s optional keys, a stage's ``normaliser`` and any extra
-``detect.model`` field of :class:`huberkl.detect.models.ModelConfig`.
+``detect.model`` field of :class:`huberkl.detect.models.ModelConfig`. ``detect.model`` is
+also open to plain overrides: ``detect.model.backbone_weights=IMAGENET1K_V1`` sets a field
+that no YAML lists without Hydra's ``+`` (any other key is refused while composing).
 """
 
 from __future__ import annotations
@@ -168,15 +170,73 @@ class Schedule:
     gamma: float = 0.1
 
 
+# ModelConfig's fields, here without importing torch (tests/test_config_schema.py holds them
+# equal to dataclasses.fields(huberkl.detect.models.ModelConfig)).
+MODEL_KEYS = (
+    "arch",
+    "backbone",
+    "fpn_channels",
+    "tiny_widths",
+    "tiny_depth",
+    "min_size",
+    "max_size",
+    "anchor_sizes",
+    "aspect_ratios",
+    "retinanet_head_norm",
+    "target_encoding",
+    "weights",
+    "backbone_weights",
+    "trainable_layers",
+    "frozen_bn",
+    "representation_size",
+    "rpn_pre_nms_top_n_train",
+    "rpn_pre_nms_top_n_test",
+    "rpn_post_nms_top_n_train",
+    "rpn_post_nms_top_n_test",
+    "rpn_nms_thresh",
+    "rpn_fg_iou_thresh",
+    "rpn_bg_iou_thresh",
+    "rpn_batch_size_per_image",
+    "rpn_positive_fraction",
+    "box_fg_iou_thresh",
+    "box_bg_iou_thresh",
+    "box_batch_size_per_image",
+    "box_positive_fraction",
+    "fg_iou_thresh",
+    "bg_iou_thresh",
+    "topk_candidates",
+    "score_thresh",
+    "nms_thresh",
+    "detections_per_img",
+)
+
+
+def _open_model() -> Any:
+    """An empty ``detect.model`` that is not in struct mode.
+
+    Hydra's plain ``detect.model.KEY=V`` may then add a ModelConfig field that the YAML
+    leaves out (README's ``detect.model.backbone_weights=...`` on the quick config), while
+    the resolved config keeps only the keys the YAML and the overrides give: declaring every
+    field with its default would change the reproduction's cache keys and refuse to resume
+    every existing run (:mod:`huberkl.detect.runs` compares resolved configs).
+    """
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.create({})
+    OmegaConf.set_struct(node, False)
+    return node
+
+
 @dataclass
 class DetectSchema:
     """``conf/detect/*.yaml``: what :func:`huberkl.detect.engine.train` reads.
 
-    ``model`` stays open: its keys are :class:`huberkl.detect.models.ModelConfig` fields,
-    which that dataclass checks (any of its fields may be added with ``+detect.model.KEY=V``).
+    ``model`` stays open: its keys are :class:`huberkl.detect.models.ModelConfig` fields
+    (:data:`MODEL_KEYS`, checked here; their values are checked by that dataclass), and
+    any of them may be set with ``detect.model.KEY=V``, whether the YAML lists it or not.
     """
 
-    model: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=_open_model)
     iters: int = MISSING
     batch_size: int = MISSING
     workers: int = 0
@@ -195,6 +255,11 @@ class DetectSchema:
     log: str = "csv"
 
     def __post_init__(self) -> None:
+        unknown = [k for k in self.model if k not in MODEL_KEYS]
+        if unknown:
+            raise InputError(
+                f"detect.model.{unknown[0]}: unknown key; allowed: {', '.join(MODEL_KEYS)}"
+            )
         _at_least("detect.iters", self.iters, 0)
         _at_least("detect.batch_size", self.batch_size, 1)
         _at_least("detect.workers", self.workers, 0)
@@ -323,12 +388,27 @@ class LossesSchema:
 # ----------------------------------------------------------------------------- scale
 
 
+PARTS = ("tables", "retinanet", "curves", "sweep")  # make reproduce PART=...: training runs
+
+
 @dataclass
 class ScaleRun:
     name: str = MISSING
     title: str = ""
     arch: str = "faster_rcnn"
     overrides: list[str] = field(default_factory=list)
+    seeds: int | None = None  # how many of scale.detect.seeds it runs (the first); None: all
+    part: str = "tables"  # which `make reproduce PART=...` trains it
+
+
+@dataclass
+class ScaleCurve:
+    """The learning curve: some settings also trained at other multiples of their
+    schedule (``detect.iters``), paired by seed with the tables' runs (multiple 1)."""
+
+    runs: list[str] = field(default_factory=list)  # names of scale.detect.runs
+    multiples: list[float] = field(default_factory=list)  # e.g. [0.25, 0.5, 2]
+    seeds: list[int] = field(default_factory=lambda: [0])
 
 
 @dataclass
@@ -352,6 +432,9 @@ class ScaleSweep:
     preset: str = "exp-c"  # whose label/prediction ratio `huberkl noise` carries over
     alphas: list[float] = field(default_factory=lambda: [0.0, 0.25, 1.0, 4.0])  # × matched α
     fixed: list[str] = field(default_factory=lambda: ["implementation"])  # presets as they are
+    # presets trained with only their α matched to the measured noise (a practitioner's
+    # first change): α of each stage = the measured label noise / the preset's σ
+    alpha_only: list[str] = field(default_factory=list)
     seeds: list[int] = field(default_factory=lambda: [0])
 
 
@@ -365,13 +448,27 @@ class ScaleSchema:
     toy: list[str] = field(default_factory=list)
     synth: list[str] = field(default_factory=list)
     detect: ScaleDetect = field(default_factory=ScaleDetect)
+    curve: ScaleCurve = field(default_factory=ScaleCurve)
     sweep: ScaleSweep = field(default_factory=ScaleSweep)
 
     def __post_init__(self) -> None:
         _at_least("scale.jobs", self.jobs, 1)
-        for key, seeds in (("detect", self.detect.seeds), ("sweep", self.sweep.seeds)):
+        lists = [("detect", self.detect.seeds), ("sweep", self.sweep.seeds)]
+        lists += [("curve", self.curve.seeds)] if self.curve.runs else []
+        for key, seeds in lists:
             if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
                 _fail(f"scale.{key}.seeds", seeds, "a non-empty list of distinct seeds >= 0")
+        names = [r.name for r in self.detect.runs]
+        for r in self.detect.runs:
+            if r.seeds is not None and r.seeds < 1:
+                _fail(f"scale.detect.runs.{r.name}.seeds", r.seeds, "a count >= 1 (or null: all)")
+            if r.part not in PARTS:
+                _fail(f"scale.detect.runs.{r.name}.part", r.part, f"one of {', '.join(PARTS)}")
+        for name in self.curve.runs:
+            if name not in names:
+                _fail("scale.curve.runs", name, f"a name of scale.detect.runs ({', '.join(names)})")
+        if any(not m > 0 for m in self.curve.multiples):
+            _fail("scale.curve.multiples", self.curve.multiples, "multiples > 0 of the schedule")
         for s in self.sweep.scales:
             _positive("scale.sweep.scales", s)
         if len(self.sweep.shape) != 4:

@@ -5,10 +5,11 @@ settings are compared through their per-seed differences, which cancels the part
 run-to-run spread that both settings share. The interval is Student's t over those
 differences (a bootstrap over 3-5 seeds has too few distinct resamples to mean anything).
 
-A verdict follows from the interval alone: it says "supported" only when the interval
-excludes zero in the direction the paper claims, "contradicted" when it excludes zero the
-other way, and otherwise "no detectable difference (±X points)", X being the interval's
-half-width.
+A verdict follows from the interval alone. For a claim that one setting is better it says
+"supported" only when the interval excludes zero in the direction the paper claims,
+"contradicted" when it excludes zero the other way, and otherwise "no detectable
+difference (±X points)", X being the interval's half-width. A claim that two settings are
+alike (or that one is at most slightly worse) is judged against a stated margin instead.
 """
 
 from __future__ import annotations
@@ -68,21 +69,44 @@ def paired(a: Mapping[int, float], b: Mapping[int, float], level: float = LEVEL)
     return t_interval(differences(a, b), level)
 
 
-def verdict(diff: Interval, claim: str = "greater", scale: float = 100.0) -> str:
+CLAIMS = ("greater", "alike", "not-worse")
+
+
+def verdict(
+    diff: Interval, claim: str = "greater", scale: float = 100.0, margin: float = 0.0
+) -> str:
     """The verdict on a claim about ``diff`` = (claimed better) − (other).
 
-    ``claim``: ``"greater"`` (the first setting is better) or ``"alike"`` (no difference).
-    ``scale`` turns metric units into the printed points (AP in [0, 1] -> %).
+    ``claim``: ``"greater"`` (the first setting is better); ``"alike"`` (equivalence: the
+    settings differ by less than ``margin``, as in Table 6's "nearly identical"); or
+    ``"not-worse"`` (non-inferiority: the first loses less than ``margin``, as in Table 5's
+    "only a very slight degradation"). Equivalence is judged as two one-sided tests are, by
+    where the interval lies against ``±margin``, never against zero: a tiny but certain
+    difference inside the margin supports "alike". ``scale`` turns metric units into the
+    printed points (AP in [0, 1] -> %).
     """
-    if claim not in ("greater", "alike"):
-        raise ValueError(f"claim must be 'greater' or 'alike', got {claim!r}")
+    if claim not in CLAIMS:
+        raise ValueError(f"claim must be one of {', '.join(CLAIMS)}, got {claim!r}")
+    if claim != "greater" and not margin > 0:
+        raise ValueError(f"a {claim!r} claim needs a margin > 0, got {margin!r}")
     if diff.n < 2:
         return "cannot test (one seed: no interval)"
     width = f"±{scale * diff.half:.1f} points"
+    m = f"{scale * margin:.1f}"
+    if claim == "alike":
+        if -margin < diff.low and diff.high < margin:
+            return "supported"
+        if diff.low >= margin or diff.high <= -margin:
+            return f"contradicted (they differ by more than {m} points: {scale * diff.mean:+.1f})"
+        return f"inconclusive (interval reaches past the ±{m}-point margin; {width})"
+    if claim == "not-worse":
+        if diff.low > -margin:
+            return "supported"
+        if diff.high <= -margin:
+            return f"contradicted (it loses more than {m} points: {scale * diff.mean:+.1f})"
+        return f"inconclusive (interval reaches past the −{m}-point margin; {width})"
     if not diff.excludes_zero():
         return f"no detectable difference ({width})"
-    if claim == "alike":
-        return f"contradicted (they differ: {scale * diff.mean:+.1f} {width})"
     return "supported" if diff.low > 0 else "contradicted"
 
 

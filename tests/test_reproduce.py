@@ -42,12 +42,22 @@ def test_cpu_plan_has_every_table_and_figure(tmp_path):
     for s in ("0.02", "0.1", "0.2"):
         assert f"synth-{s}" in names and f"noise-{s}" in names
     assert "noise-0.05" in names and "synth-0.05" not in names
-    seeds = range(4)
-    frcnn = {n for n in names if n.startswith("frcnn-")}
-    retina = {n for n in names if n.startswith("retinanet-")}
-    assert frcnn == {f"frcnn-{p}-s{k}" for p in RUNS for k in seeds}
+    # Table 3's five settings with 4 paired seeds, the other tables with the first 3.
+    seeds = {p: range(4 if p in RUNS[:5] else 3) for p in RUNS}
+    frcnn = {n for n in names if n.startswith("frcnn-") and "-x" not in n}
+    retina = {n for n in names if n.startswith("retinanet-") and "-x" not in n}
+    assert frcnn == {f"frcnn-{p}-s{k}" for p in RUNS for k in seeds[p]}
     retina_runs = ("implementation", "exp-a", "exp-b", "exp-a-balanced")
-    assert retina == {f"retinanet-{p}-s{k}" for p in retina_runs for k in seeds}
+    assert retina == {f"retinanet-{p}-s{k}" for p in retina_runs for k in range(3)}
+    # The learning curve: the Implementation and Exp. A of each detector at ¼, ½ and 2x.
+    curve = {n for n in names if "-x" in n}
+    assert curve == {
+        f"{d}-{p}-x{m}-s{k}"
+        for d in ("frcnn", "retinanet")
+        for p in ("implementation", "exp-a")
+        for m in ("0.25", "0.5", "2")
+        for k in range(3)
+    }
 
 
 def test_training_steps_use_the_synth_set_and_its_arguments(tmp_path):
@@ -126,8 +136,10 @@ def test_sweep_runs_read_the_measured_settings(tmp_path):
     sweep = {s.name: s for s in reproduce.sweep_steps(plan, tmp_path, steps)}
     variants = ("l1", "alpha-x0.25", "matched", "alpha-x4")
     assert set(sweep) == {
-        f"sweep-0.02-{v}-s{k}" for v in (*variants, "implementation") for k in range(3)
-    } | {f"sweep-0.05-{v}-s{k}" for v in variants for k in range(3)}
+        f"sweep-0.02-{v}-s{k}"
+        for v in (*variants, "implementation", "implementation-alpha")
+        for k in range(3)
+    } | {f"sweep-0.05-{v}-s{k}" for v in (*variants, "implementation-alpha") for k in range(3)}
     # The Implementation on the Tables 3-6 set is the same run as Table 3's: not repeated.
     served = {s.name: s.serves for s in steps if s.serves}
     assert served == {f"frcnn-implementation-s{k}": ["sweep-0.05-implementation"] for k in range(3)}
@@ -295,10 +307,12 @@ def test_report_reads_every_step_and_judges_the_claims(tmp_path):
     row = next(line for line in text.splitlines() if line.startswith("| Publication | 45.7 ± "))
     assert row.split(" | ")[4] == "4" and "| 42.8 | 18.7 | 21.0 |" in row  # 4 seeds; the paper
     assert "| Baseline [18] | not trained |" in text
-    # Table 5's claim is "alike": equal settings give no detectable difference.
-    assert _verdict(text, "Linear targets w/w_a − 1 perform like log targets (Table 5)") == (
-        "no detectable difference"
-    )
+    # Table 5's claim is "at most a very slight degradation", judged against the 1-point
+    # margin: equal settings (0.3-point run noise) lie inside it.
+    from huberkl.report import detection as det
+
+    assert _verdict(text, det.table5_claims()[0][0]) == "supported"
+    assert _verdict(text, det.table6_claims()[0][0]) == "supported"
     cauchy = "Optimal α grows near-linearly with the cauchy noise scale (Sec. 5, Fig. 2)"
     laplace = "Optimal α grows near-linearly with the laplace noise scale (Sec. 5, Fig. 2)"
     assert _verdict(text, cauchy) == "supported"
@@ -394,7 +408,7 @@ def test_a_sweep_set_where_nothing_is_learnt_tests_nothing(tmp_path):
         ap |= {f"sweep-{s}-matched": 0.6, f"sweep-{s}-alpha-x0.25": 0.55}
     ap |= {"sweep-0.02-alpha-x4": 0.7}  # the optimum beyond the grid at 0.02
     ap |= {f"sweep-0.2-{v}": 0.01 for v in ("matched", "alpha-x0.25", "alpha-x4", "l1")}
-    ap["sweep-0.2-implementation"] = 0.02
+    ap["sweep-0.2-implementation"] = ap["sweep-0.2-implementation-alpha"] = 0.02
     text = _report(tmp_path, ap, sweep=True)
     moves = "The best α moves with the label noise: the matched α beats α × ¼ and α × 4 at every scale (mAP@0.75)"
     row = next(line for line in text.splitlines() if line.startswith(f"| {moves} |"))

@@ -50,11 +50,46 @@ def test_verdicts_follow_the_interval():
     v = stats.verdict(unsure)
     assert v.startswith("no detectable difference (±") and v.endswith(" points)")
     assert f"±{100 * unsure.half:.1f}" in v
-    assert stats.verdict(unsure, "alike") == v
-    assert stats.verdict(up, "alike").startswith("contradicted (they differ: +2.6")
     assert stats.verdict(stats.t_interval([0.5])).startswith("cannot test")
     with pytest.raises(ValueError, match="claim"):
         stats.verdict(up, "smaller")
+
+
+def test_equivalence_is_judged_against_the_margin_not_zero():
+    """Table 5's case: linear − log in [−0.7, −0.2] points differs from zero, yet lies
+    inside a 1-point margin, so "alike" and "at most slightly worse" are supported."""
+    slight = stats.Interval(-0.0045, -0.007, -0.002, 4, 0.002)
+    assert stats.verdict(slight) == "contradicted"  # as a "greater" claim it is a loss
+    assert stats.verdict(slight, "alike", margin=0.01) == "supported"
+    assert stats.verdict(slight, "not-worse", margin=0.01) == "supported"
+    far = stats.Interval(-0.03, -0.04, -0.02, 4, 0.01)
+    assert stats.verdict(far, "alike", margin=0.01).startswith("contradicted (they differ by more")
+    assert stats.verdict(far, "not-worse", margin=0.01).startswith("contradicted (it loses more")
+    better = stats.Interval(0.03, 0.02, 0.04, 4, 0.01)
+    assert stats.verdict(better, "not-worse", margin=0.01) == "supported"
+    assert stats.verdict(better, "alike", margin=0.01).startswith("contradicted")
+    wide = stats.Interval(0.0, -0.02, 0.02, 3, 0.01)  # includes zero, reaches past ±1
+    assert stats.verdict(wide, "alike", margin=0.01).startswith("inconclusive")
+    assert stats.verdict(wide, "not-worse", margin=0.01).startswith("inconclusive")
+    with pytest.raises(ValueError, match="margin"):
+        stats.verdict(wide, "alike")
+
+
+@given(
+    mean=st.floats(-0.05, 0.05),
+    half=st.floats(1e-5, 0.05),
+    margin=st.floats(1e-3, 0.05),
+)
+def test_equivalence_verdicts_are_consistent(mean: float, half: float, margin: float) -> None:
+    """Whatever "alike" supports, "not-worse" supports too; a supported "alike" interval
+    lies inside ±margin and a contradicted one lies wholly outside it."""
+    iv = stats.Interval(mean, mean - half, mean + half, 4, half)
+    alike = stats.verdict(iv, "alike", margin=margin)
+    if alike == "supported":
+        assert stats.verdict(iv, "not-worse", margin=margin) == "supported"
+        assert -margin < iv.low and iv.high < margin
+    if alike.startswith("contradicted"):
+        assert iv.low >= margin or iv.high <= -margin
 
 
 def test_t_interval_refuses_what_it_cannot_use():

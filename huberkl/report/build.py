@@ -20,6 +20,7 @@ from typing import Any
 from huberkl import __version__
 from huberkl.params import COORDS
 from huberkl.report import paper
+from huberkl.report.files import copy_figure, link, read_json, save_table
 from huberkl.tables import markdown_table
 
 METRICS = (("AP50", "mAP@0.5"), ("AP75", "mAP@0.75"), ("AP", "mAP@[.5:.95]"))
@@ -36,37 +37,6 @@ def _paper(v: float | None) -> str:
     return "–" if v is None else f"{v:.1f}"
 
 
-def _read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
-def _save_table(
-    dest: Path, name: str, header: Sequence[str], rows: Sequence[Sequence[Any]]
-) -> None:
-    import pandas as pd
-
-    tables = dest / "tables"
-    tables.mkdir(parents=True, exist_ok=True)
-    frame = pd.DataFrame([list(r) for r in rows], columns=list(header))
-    frame.to_csv(tables / f"{name}.csv", index=False)
-    frame.to_json(tables / f"{name}.json", orient="records", indent=1, force_ascii=False)
-
-
-def _link(target: Path, start: Path) -> str:
-    """A relative link for Markdown/HTML: POSIX separators on every OS (a Windows relpath
-    has backslashes, which browsers and Markdown renderers do not follow)."""
-    return os.path.relpath(target, start).replace(os.sep, "/")
-
-
-def _figure(dest: Path, src: Path, name: str) -> str | None:
-    if not src.is_file():
-        return None
-    figs = dest / "figures"
-    figs.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(src, figs / name)
-    return f"figures/{name}"
-
-
 # ---------------------------------------------------------------- sections
 
 
@@ -79,17 +49,18 @@ class Report:
         self.parts: list[str] = []
         self.claims: list[tuple[str, str, str]] = []  # (claim, verdict, evidence)
         self.protocol = ""  # what was trained, from the run records (detection())
+        self.caveat = ""  # set when the learning curves show the protocol is not converged
 
     def step_dir(self, name: str) -> Path:
         return self.root / name
 
     def provenance(self, name: str) -> str:
         """The command that made a section's numbers and a link to its resolved config."""
-        done = _read_json(self.step_dir(name) / ".done.json") or {}
+        done = read_json(self.step_dir(name) / ".done.json") or {}
         argv = done.get("argv") or (
             self.steps[name].argv(self.step_dir(name)) if name in self.steps else []
         )
-        rel = _link(self.step_dir(name), self.dest)
+        rel = link(self.step_dir(name), self.dest)
         secs = done.get("seconds")
         took = f", {secs:.0f} s" if isinstance(secs, (int, float)) else ""
         has_cfg = (self.step_dir(name) / "config.yaml").is_file()
@@ -104,7 +75,7 @@ class Report:
     # -- Figure 1 -----------------------------------------------------------
     def figure1(self) -> None:
         d = self.step_dir("figure1")
-        img = _figure(self.dest, d / "figure1.png", "figure1.png")
+        img = copy_figure(self.dest, d / "figure1.png", "figure1.png")
         self.add("## Figure 1: the Huber loss and its KL bounds")
         if img is None:
             self.add("_Not computed._")
@@ -127,7 +98,7 @@ class Report:
                     ]
                 )
             self.add(markdown_table(["α", "max(D_{α,1/α} − H_α)", "max(H_α − D_{α/2,1/α})"], rows))
-            _save_table(
+            save_table(
                 self.dest,
                 "figure1_bounds",
                 ["alpha", "max_lower_minus_huber", "max_huber_minus_upper"],
@@ -167,7 +138,7 @@ class Report:
             rows1.append([f"σ{c}", *[self._exact(by_name, n, st, "sigma", c) for n, st in cols]])
         self.add("**Table 1** (settings, from `conf/params/`):\n")
         self.add(markdown_table(header, rows1))
-        _save_table(self.dest, "table1", header, rows1)
+        save_table(self.dest, "table1", header, rows1)
         # Table 2: ours, with a check mark where the paper's cell agrees.
         rows2, agree, total = [], 0, 0
         for kind, key in (("label", "label_noise_text"), ("prediction", "prediction_noise_text")):
@@ -184,7 +155,7 @@ class Report:
             f"**Table 2** (noise scales read by `huberkl interpret`; {agree}/{total} cells equal the paper's):\n"
         )
         self.add(markdown_table(header, rows2))
-        _save_table(self.dest, "table2", header, rows2)
+        save_table(self.dest, "table2", header, rows2)
         self.claims.append(
             (
                 "Table 2 follows from Table 1 by Eq. 21, 26, 32",
@@ -214,7 +185,7 @@ class Report:
 
         d = self.step_dir("figure2")
         self.add("## Figure 2: optimal α against the noise scale (toy polynomial)")
-        img = _figure(self.dest, d / "figure2.png", "figure2.png")
+        img = copy_figure(self.dest, d / "figure2.png", "figure2.png")
         if img is None:
             self.add("_Not computed._")
             return
@@ -226,13 +197,13 @@ class Report:
                 "Linear fit of the optimal α against the noise scale, per noise family and solver:\n"
             )
             self.add(markdown_table(list(df.columns), df.round(4).astype(str).values.tolist()))
-            _save_table(self.dest, "figure2_fit", list(df.columns), df.values.tolist())
+            save_table(self.dest, "figure2_fit", list(df.columns), df.values.tolist())
             if {"solver", "noise", "slope", "r2"} <= set(df.columns):
                 self._toy_claims(df)
         opt = d / "optimal.csv"
         if opt.is_file():
             df = pd.read_csv(opt)
-            _save_table(self.dest, "figure2_optimal", list(df.columns), df.values.tolist())
+            save_table(self.dest, "figure2_optimal", list(df.columns), df.values.tolist())
             self.add(
                 f"Per-scale optima with their spread over seeds and the theory's α: [tables/figure2_optimal.csv](tables/figure2_optimal.csv) ({len(df)} rows).\n"
             )
@@ -291,6 +262,17 @@ class Report:
             "Every cell below is the mean over seeds ± the half-width of its 95% t interval "
             "(mAP in %). Claims are judged on paired differences (seed k against seed k).\n"
         )
+        from huberkl.report import curve
+
+        status = curve.section(self, runs, plan)
+        moving = [arch for arch, ok in status.items() if ok is False]
+        if moving:
+            self.caveat = (
+                f"**Caveat: the protocol is not converged for {', '.join(moving)}** (see "
+                "the learning curves): the verdicts on it describe a schedule whose results "
+                "still move with more training, not where the settings lead.\n"
+            )
+            self.add(self.caveat)
         labels = {
             f"{arch}-{n}": label
             for arch in ("frcnn", "retinanet")
@@ -382,14 +364,14 @@ class Report:
             ours = [runs.cell(setting, k) for k, _ in METRICS]
             steps = runs.step_of.get(setting, {})
             links = " ".join(
-                f"[{seed}]({_link(self.step_dir(name), self.dest)}/config.yaml)"
+                f"[{seed}]({link(self.step_dir(name), self.dest)}/config.yaml)"
                 for seed, name in sorted(steps.items())
             )
             rows.append([label, *ours, str(len(runs.seeds(setting))), *theirs, links or "–"])
         self.add(markdown_table(header, rows))
         if note:
             self.add(note + "\n")
-        _save_table(self.dest, table_name, header, rows)
+        save_table(self.dest, table_name, header, rows)
 
     def judged_section(
         self, name: str, runs: Any, claims: Sequence[tuple[str, list]], labels: dict
@@ -407,9 +389,11 @@ class Report:
     def claims_section(self) -> str:
         rows = [[c, v, e] for c, v, e in self.claims]
         rows += [[c, "cannot test", why] for c, why in paper.UNTESTABLE]
-        _save_table(self.dest, "claims", ["claim", "verdict", "evidence"], rows)
-        return "## What the results say about the paper's claims\n\n" + markdown_table(
-            ["claim", "verdict", "evidence"], rows
+        save_table(self.dest, "claims", ["claim", "verdict", "evidence"], rows)
+        return (
+            "## What the results say about the paper's claims\n\n"
+            + self.caveat
+            + markdown_table(["claim", "verdict", "evidence"], rows)
         )
 
 
@@ -426,7 +410,7 @@ def _machine() -> str:
 def _step_times(root: Path, steps: Sequence[Any]) -> tuple[str, float]:
     rows, total = [], 0.0
     for s in steps:
-        done = _read_json(root / s.name / ".done.json") or {}
+        done = read_json(root / s.name / ".done.json") or {}
         secs = done.get("seconds")
         total += secs or 0.0
         rows.append([s.name, s.title, f"{secs:.0f}" if isinstance(secs, (int, float)) else "–"])
@@ -494,12 +478,39 @@ def _write_html(text: str, path: Path, base: Path) -> None:
     )
 
 
-def export_reference(report_dir: Path, root: Path, dest: Path) -> Path:
+def portable(text: str, cwd: str | None = None) -> str:
+    """``text`` with the absolute folder it was made in made relative, so that a committed
+    record names no path of the machine that made it (``/work/x/outputs`` -> ``outputs``)."""
+    cwd = (cwd or os.getcwd()).rstrip("/")
+    return text.replace(f"file://{cwd}/", "file://").replace(cwd + "/", "").replace(cwd, ".")
+
+
+def _portable_run(text: str) -> str:
+    """A ``run.json`` without the machine's paths: no ``cwd``, ``argv[0]`` as the command."""
+    info = json.loads(text)
+    info.pop("cwd", None)
+    if info.get("argv"):
+        info["argv"] = ["huberkl", *info["argv"][1:]]
+    return portable(json.dumps(info, indent=2) + "\n")
+
+
+def export_reference(
+    report_dir: Path, root: Path, dest: Path, steps: Sequence[Any] | None = None
+) -> Path:
     """A small self-contained copy of a report: Markdown, figures, tables and each step's
-    config/run/metrics files, with links rewritten to point inside the copy."""
+    config/run/metrics files, with links rewritten to point inside the copy.
+
+    With ``steps``, a step that has no folder under ``root`` keeps its record from the
+    existing copy: the reference can be built a part at a time. No record names an absolute
+    path of this machine (:func:`portable`).
+    """
     dest = Path(dest)
+    names = {st.name for st in steps} if steps is not None else set()
+    old = dest.with_name(dest.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
     if dest.exists():
-        shutil.rmtree(dest)
+        dest.rename(old)
     shutil.copytree(report_dir / "figures", dest / "figures")
     shutil.copytree(report_dir / "tables", dest / "tables")
     keep = (
@@ -514,15 +525,22 @@ def export_reference(report_dir: Path, root: Path, dest: Path) -> Path:
         "result.json",  # huberkl noise: the measured label noise
         "params/matched.yaml",  # huberkl noise: the settings read off it
     )
-    steps = (p for p in root.iterdir() if p.is_dir() and not p.name.startswith("synth"))
-    for step in sorted(steps):
-        for name in keep:
-            src = step / name
+    here = {p.name: p for p in root.iterdir() if p.is_dir() and not p.name.startswith("synth")}
+    kept = {p.name: p for p in (old / "runs").glob("*") if p.name in names and p.name not in here}
+    for name, step in sorted({**kept, **here}.items()):
+        for file in keep:
+            src = step / file
             if src.is_file() and src.stat().st_size < 2_000_000:
-                (dest / "runs" / step.name / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(src, dest / "runs" / step.name / name)
-    prefix = _link(root, report_dir) + "/"
+                target = dest / "runs" / name / file
+                target.parent.mkdir(parents=True, exist_ok=True)
+                text = src.read_text(encoding="utf-8")
+                target.write_text(
+                    _portable_run(text) if file == "run.json" else portable(text), encoding="utf-8"
+                )
+    if old.exists():
+        shutil.rmtree(old)
+    prefix = link(root, report_dir) + "/"
     text = (report_dir / "report.md").read_text(encoding="utf-8").replace(f"]({prefix}", "](runs/")
-    (dest / "report.md").write_text(text, encoding="utf-8")
-    _write_html(text, dest / "report.html", dest)
+    (dest / "report.md").write_text(portable(text), encoding="utf-8")
+    _write_html(portable(text), dest / "report.html", dest)
     return dest / "report.md"

@@ -31,7 +31,7 @@ LABELS = {
     "exp-a": "Experiment A",
     "exp-b": "Experiment B",
     "exp-c": "Experiment C",
-    "exp-a-balanced": "Exp. A, λ/σ of the Implementation (control)",
+    "exp-a-balanced": "Exp. A, proposal λ/σ of the Implementation on x, y (control)",
     "linear": "linear targets",
     "kl": "D_{α/2,1/α}",
 }

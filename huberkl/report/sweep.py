@@ -16,6 +16,7 @@ from typing import Any
 
 from huberkl import stats
 from huberkl.report.detection import Comparison, Runs, judge_claims
+from huberkl.report.files import save_table
 from huberkl.tables import markdown_table
 
 VARIANTS = (
@@ -54,10 +55,18 @@ def _fixed_names(plan: Any) -> list[str]:
     return [str(f) for f in plan.scale.sweep.fixed]
 
 
+def _columns(plan: Any) -> list[tuple[str, str]]:
+    """``(variant, label)`` of every sweep setting: the α grid, the fixed presets, and the
+    presets with only their α matched."""
+    from huberkl.plan import ALPHA_ONLY
+
+    sw = plan.scale.sweep
+    only = [(f"{f}{ALPHA_ONLY}", f"{f}, only α matched") for f in sw.get("alpha_only", [])]
+    return [(v, label) for v, _, label in VARIANTS] + [(f, f) for f in _fixed_names(plan)] + only
+
+
 def section(rep: Any, runs: Runs, plan: Any) -> None:
     """Tables, comparisons, figure and claims of the sweep (or why there is none)."""
-    from huberkl.report.build import _save_table
-
     sw = plan.scale.sweep
     rep.add("## Figure 2 for detectors: the best α against the injected label noise")
     scales = [float(s) for s in sw.scales] if not plan.get("coco") else []
@@ -68,19 +77,55 @@ def section(rep: Any, runs: Runs, plan: Any) -> None:
         )
         return
     shape = [float(f) for f in sw.shape]
-    fixed = _fixed_names(plan)
+    _intro(rep, plan, shape)
+    _measured_table(rep, scales, shape)
+    names = _columns(plan)
+    for key in ("AP75", "AP"):
+        rows = [[f"{s:g}", *[runs.cell(f"sweep-{s:g}-{v}", key) for v, _ in names]] for s in scales]
+        rep.add(f"**{key}** (mean ± 95% half-width, %):\n")
+        rep.add(markdown_table(["set", *[label for _, label in names]], rows))
+        save_table(rep.dest, f"sweep_{key.lower()}", ["set", *[lb for _, lb in names]], rows)
+    shared = _shared_runs(runs, scales, names)
+    if shared:
+        rep.add(f"{shared}\n")
+    ap75 = _mean_ap75(runs, scales, [v for v, _ in names])
+    mute = [
+        s for s in scales if max((m for (t, _), m in ap75.items() if t == s), default=0) < SIGNAL
+    ]
+    _claims(rep, runs, plan, scales, mute)
+    best = _best_alpha(rep, scales, ap75, mute, shape)
+    img = figure(
+        rep.dest / "figures" / "detect_sweep.png", runs, scales, _fixed_names(plan), best, shape
+    )
+    if img:
+        rep.add("![Figure 2 for detectors](figures/detect_sweep.png)\n")
+
+
+def _intro(rep: Any, plan: Any, shape: list[float]) -> None:
+    sw = plan.scale.sweep
+    fixed = ", ".join(_fixed_names(plan))
+    only = ", ".join(sw.get("alpha_only", []))
     rep.add(
         "Faster R-CNN on sets with Laplace label noise injected in target space (x, y in box "
         f"units; log w, log h at {shape[2]:g}x), measured by `huberkl noise --preset "
         f"{sw.preset}` against the clean boxes. *matched* is the preset it wrote (α·σ = the "
         "measured scale); the other runs scale that α by ¼ or 4, or use an L1 loss (the "
         "efficient reading for Laplace noise), all with the matched σ and λ; "
-        f"{', '.join(fixed)} is trained unchanged. Seeds {', '.join(map(str, sw.seeds))}. "
+        f"{fixed} is trained unchanged"
+        + (
+            f", and {only} with only its α changed so that α·σ matches the measured noise "
+            "(one α per stage: the geometric mean over x, y, w, h)"
+            if only
+            else ""
+        )
+        + f". Seeds {', '.join(map(str, sw.seeds))}. "
         "The α variants share the matched σ and λ, hence its saturated box gradient λ/σ: "
         "comparing them isolates α. A fixed preset differs in λ/σ too, so matched against it "
         "mixes α and σ with the loss balance.\n"
     )
-    # --- what was measured
+
+
+def _measured_table(rep: Any, scales: list[float], shape: list[float]) -> None:
     rows = []
     for s in scales:
         meas = _measured(rep.root, s)
@@ -97,55 +142,69 @@ def section(rep: Any, runs: Runs, plan: Any) -> None:
     header = ["set", "injected x, y, w, h", "measured x", "measured y", "measured w", "measured h"]
     rep.add("**Measured label noise** (scale, chosen family, 95% interval):\n")
     rep.add(markdown_table(header, rows))
-    _save_table(rep.dest, "sweep_noise", header, rows)
-    # --- results
-    names = [(v, label) for v, _, label in VARIANTS] + [(f, f) for f in fixed]
-    header = ["set", *[label for _, label in names]]
-    table = {}
-    for key in ("AP75", "AP"):
-        rows = []
-        for s in scales:
-            rows.append([f"{s:g}", *[runs.cell(f"sweep-{s:g}-{v}", key) for v, _ in names]])
-        table[key] = rows
-        rep.add(f"**{key}** (mean ± 95% half-width, %):\n")
-        rep.add(markdown_table(header, rows))
-        _save_table(rep.dest, f"sweep_{key.lower()}", header, rows)
-    # --- comparisons
+    save_table(rep.dest, "sweep_noise", header, rows)
+
+
+def _shared_runs(runs: Runs, scales: list[float], names: list[tuple[str, str]]) -> str:
+    """Which sweep cells are the runs of another table (the same config, not trained twice)."""
+    said = []
+    for s in scales:
+        for v, label in names:
+            steps = runs.step_of.get(f"sweep-{s:g}-{v}", {})
+            other = sorted(
+                {n.rsplit("-s", 1)[0] for n in steps.values() if not n.startswith("sweep-")}
+            )
+            if other:
+                said.append(f"set {s:g}, {label}: the runs of `{'`, `'.join(other)}`")
+    if not said:
+        return ""
+    return (
+        "The same configuration is trained once, so some cells reuse other runs: "
+        + "; ".join(said)
+        + "."
+    )
+
+
+def _claims(rep: Any, runs: Runs, plan: Any, scales: list[float], mute: list[float]) -> None:
+    from huberkl.plan import ALPHA_ONLY
+
+    fixed = _fixed_names(plan)
+    only = [str(f) for f in plan.scale.sweep.get("alpha_only", [])]
     moves = "The best α moves with the label noise: the matched α beats α × ¼ and α × 4 at every scale (mAP@0.75)"
     beats = (
         f"Settings read off the measured noise beat the fixed {', '.join(fixed)} preset (mAP@0.75)"
     )
     eff = "The paper's reading (matched Huber α) beats the efficient reading (L1) for Laplace noise (mAP@0.75)"
-    ap75 = _mean_ap75(runs, scales, [v for v, _ in names])
-    mute = [
-        s for s in scales if max((m for (t, _), m in ap75.items() if t == s), default=0) < SIGNAL
-    ]
+    first = (
+        "Matching only the α of " + ", ".join(only) + " to the measured noise raises its mAP@0.75"
+    )
     per_claim: dict[str, list[Comparison]] = {}
     for s in scales:
         if s in mute:
             continue
-        m = f"sweep-{s:g}-matched"
+        m, at = f"sweep-{s:g}-matched", f"sweep-{s:g}-"
         per_claim.setdefault(moves, []).extend(
-            [
-                Comparison(moves, m, f"sweep-{s:g}-alpha-x0.25", "AP75"),
-                Comparison(moves, m, f"sweep-{s:g}-alpha-x4", "AP75"),
-            ]
+            Comparison(moves, m, at + v, "AP75") for v in ("alpha-x0.25", "alpha-x4")
         )
-        per_claim.setdefault(beats, []).extend(
-            Comparison(beats, m, f"sweep-{s:g}-{f}", "AP75") for f in fixed
-        )
-        per_claim.setdefault(eff, []).append(Comparison(eff, m, f"sweep-{s:g}-l1", "AP75"))
-    labels = {}
-    for s in scales:
-        for v, label in names:
-            labels[f"sweep-{s:g}-{v}"] = f"{s:g}: {label}"
+        per_claim.setdefault(beats, []).extend(Comparison(beats, m, at + f, "AP75") for f in fixed)
+        per_claim.setdefault(eff, []).append(Comparison(eff, m, at + "l1", "AP75"))
+        if only:
+            per_claim.setdefault(first, []).extend(
+                Comparison(first, at + f + ALPHA_ONLY, at + f, "AP75") for f in only
+            )
+    labels = {f"sweep-{s:g}-{v}": f"{s:g}: {label}" for s in scales for v, label in _columns(plan)}
 
     def describe(c: Comparison) -> str:
         return f"{labels[c.better]} − {labels[c.other].split(': ')[1]}"
 
     note = f"; not tested at {', '.join(f'{s:g}' for s in mute)} ({NO_SIGNAL})" if mute else ""
     judge_claims(rep, "sweep", runs, list(per_claim.items()), labels, describe, note)
-    # --- the best α per scale, beside the prediction α·σ = scale
+
+
+def _best_alpha(
+    rep: Any, scales: list[float], ap75: dict[tuple, float], mute: list[float], shape: list[float]
+) -> list[tuple[float, float]]:
+    """The best α per scale (by mean mAP@0.75), beside the prediction α·σ = scale."""
     best_rows, best = [], []
     for s in scales:
         means = {(v, mult, label): ap75[(s, v)] for v, mult, label in VARIANTS if (s, v) in ap75}
@@ -173,10 +232,8 @@ def section(rep: Any, runs: Runs, plan: Any) -> None:
         "**Best α per set** (by mean mAP@0.75 over seeds; the grid is L1, ¼, 1, 4 times the matched α):\n"
     )
     rep.add(markdown_table(header, best_rows))
-    _save_table(rep.dest, "sweep_best", header, best_rows)
-    img = figure(rep.dest / "figures" / "detect_sweep.png", runs, scales, fixed, best, shape)
-    if img:
-        rep.add("![Figure 2 for detectors](figures/detect_sweep.png)\n")
+    save_table(rep.dest, "sweep_best", header, best_rows)
+    return best
 
 
 def figure(

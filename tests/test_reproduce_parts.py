@@ -1,0 +1,178 @@
+"""`make reproduce PART=...`: parts, the learning curve, committed records and their verdicts."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from huberkl import plan as plans
+from huberkl import reproduce, stats
+from huberkl.errors import InputError
+from huberkl.report import curve
+from huberkl.report.build import export_reference, portable
+from huberkl.report.detection import Runs, overall
+
+
+def _cpu(tmp_path: Path):
+    p = plans.load_plan("cpu")
+    return p, plans.build_steps(p, tmp_path)
+
+
+def test_curve_runs_are_the_table_runs_at_other_schedule_lengths(tmp_path):
+    p, steps = _cpu(tmp_path)
+    by = {s.name: s for s in steps}
+    n = plans.schedule_length(p, "faster_rcnn")
+    for m in (0.25, 0.5, 2):
+        st = by[f"frcnn-exp-a-x{m:g}-s1"]
+        table = by["frcnn-exp-a-s1"]
+        # Same overrides (data, params, seed) but the schedule length; its own part.
+        assert st.overrides == [*table.overrides[:-1], f"detect.iters={round(m * n)}", "seed=1"]
+        assert st.part == "curves" and st.setting == f"frcnn-exp-a-x{m:g}" and st.seed == 1
+    assert by["retinanet-exp-a-s0"].part == "retinanet" and by["frcnn-kl-s0"].part == "tables"
+
+
+def test_curve_and_parts_are_checked():
+    with pytest.raises(InputError, match="scale.curve.runs"):
+        plans.load_plan("cpu", overrides=["scale.curve.runs=[nope]"])
+    with pytest.raises(InputError, match="scale.curve.multiples"):
+        plans.load_plan("cpu", overrides=["scale.curve.multiples=[0,2]"])
+    with pytest.raises(InputError, match="--part"):
+        reproduce.check_part("tablez")
+
+
+def _record(dest: Path, step: plans.Step, key: str, ap: float = 0.5) -> None:
+    d = dest / "runs" / step.name
+    d.mkdir(parents=True, exist_ok=True)
+    (d / ".done.json").write_text(json.dumps({"key": key, "seconds": 3.0}), encoding="utf-8")
+    (d / "metrics.json").write_text(json.dumps({"AP": ap, "AP75": ap}), encoding="utf-8")
+    (d / "run.json").write_text(json.dumps({"cwd": "/x", "argv": ["/x/cli.py", "detect"]}))
+
+
+def test_a_committed_record_with_the_same_key_stands_in_for_its_run(tmp_path):
+    step = plans.Step("frcnn-exp-a-s0", ["detect", "train"], setting="frcnn-exp-a", seed=0)
+    ref, out = tmp_path / "reference", tmp_path / "run" / step.name
+    _record(ref, step, "abc")
+    assert not reproduce.adopt(step, out, "other", ref)  # another config: trained again
+    assert not out.exists()
+    assert reproduce.adopt(step, out, "abc", ref)
+    assert reproduce.is_done(step, out, "abc") and (out / "metrics.json").is_file()
+    figure = plans.Step("figure2", ["toy"])  # not a training run: always made here
+    _record(ref, figure, "k")
+    assert not reproduce.adopt(figure, tmp_path / "run" / "figure2", "k", ref)
+
+
+def test_a_part_trains_only_its_runs(tmp_path, monkeypatch):
+    """--part retinanet: the figures, sets and measurements, and RetinaNet's runs only."""
+    ran: list[str] = []
+    monkeypatch.setattr(reproduce, "ROOT", tmp_path / "reproduce")
+    monkeypatch.setattr(reproduce.Step, "key", lambda self: "k-" + self.name)
+    monkeypatch.setattr(
+        reproduce, "run_step", lambda st, out, key, log, echo=True: ran.append(st.name) or 0.0
+    )
+    monkeypatch.setattr(
+        reproduce,
+        "_run_parallel",
+        lambda todo, jobs, console: ran.extend(s.name for s, _, _ in todo),
+    )
+    monkeypatch.setattr("huberkl.report.build_report", lambda *a, **k: tmp_path / "r.md")
+    reproduce.reproduce("cpu", part="retinanet", reference=tmp_path / "none")
+    trained = [n for n in ran if n.startswith(("frcnn", "retinanet", "sweep"))]
+    assert trained and all(n.startswith("retinanet-") and "-x" not in n for n in trained)
+    assert {"figure1", "tables12", "figure2", "synth"} <= set(ran)
+
+
+def test_alpha_only_matches_the_measured_noise_with_alpha_alone():
+    """Implementation σ (1 proposal; 1/10, 1/5 detection) with α = measured/σ (geo. mean)."""
+    sp = {"alpha": "1", "lam": "1/4", "sigma": {"x": "1/20", "y": "1/20", "w": "1/10", "h": "1/10"}}
+    out = plans.alpha_only("implementation", {"stages": {"proposal": sp, "detection": sp}})
+    assert out[0] == "params=implementation"
+    got = dict(o.split("=") for o in out[1:])
+    prop = (Fraction(1, 20) ** 2 * Fraction(1, 10) ** 2) ** 0.25  # σ = 1: α is the noise
+    assert float(Fraction(got["params.stages.proposal.alpha"])) == pytest.approx(prop, rel=2e-3)
+    # Detection: 0.05/0.1 on x, y and 0.1/0.2 on w, h: α = 1/2 on every coordinate.
+    assert Fraction(got["params.stages.detection.alpha"]) == Fraction(1, 2)
+
+
+def test_every_claim_is_contradicted_by_any_contradicted_comparison():
+    assert overall(["supported", "contradicted"]) == "contradicted"
+    assert overall(["supported", "no detectable difference (±1.0 points)"]) == "partly supported"
+    assert overall(["supported", "supported"]) == "supported"
+    assert overall(["inconclusive (x)", "no detectable difference (±1.0 points)"]) == "inconclusive"
+
+
+def test_the_exported_reference_names_no_path_of_this_machine(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cwd = str(tmp_path)
+    root = tmp_path / "outputs" / "reproduce" / "cpu"
+    report = tmp_path / "outputs"
+    (report / "figures").mkdir(parents=True)
+    (report / "tables").mkdir()
+    (report / "report.md").write_text(f"see [a](reproduce/cpu/s-s0/config.yaml) {cwd}/x\n")
+    step = root / "s-s0"
+    step.mkdir(parents=True)
+    (step / "run.json").write_text(
+        json.dumps({"cwd": cwd, "argv": [f"{cwd}/huberkl/cli.py", "detect", "--out", "o"]})
+    )
+    (step / "stdout.txt").write_text(f"hydra.searchpath=[file://{cwd}/outputs/n]\n")
+    # A record of an earlier part, kept because the plan still has that step.
+    old = tmp_path / "ref" / "runs" / "t-s0"
+    old.mkdir(parents=True)
+    (old / "metrics.json").write_text("{}")
+    steps = [plans.Step("s-s0", ["detect"]), plans.Step("t-s0", ["detect"])]
+    md = export_reference(report, root, tmp_path / "ref", steps)
+    texts = [p.read_text() for p in (tmp_path / "ref").rglob("*") if p.is_file()]
+    assert not any(cwd in t for t in texts)
+    run = json.loads((tmp_path / "ref" / "runs" / "s-s0" / "run.json").read_text())
+    assert "cwd" not in run and run["argv"][:2] == ["huberkl", "detect"]
+    assert (tmp_path / "ref" / "runs" / "t-s0" / "metrics.json").is_file()
+    assert "](runs/s-s0/config.yaml)" in md.read_text()
+    assert portable(f"{cwd}/a {cwd}", cwd) == "a ."
+
+
+class _Runs(Runs):
+    """Runs from a dict: ``{setting: {seed: AP}}`` (AP75 the same)."""
+
+    def __init__(self, values: dict[str, dict[int, float]]) -> None:
+        self.metrics = {
+            s: {k: {"AP": v, "AP75": v} for k, v in d.items()} for s, d in values.items()
+        }
+        self.step_of = {s: {k: f"{s}-s{k}" for k in d} for s, d in values.items()}
+
+
+_C = curve.Curve("faster_rcnn", "impl", ("exp",), ((0.5, 50), (1.0, 100), (2.0, 200)))
+
+
+def test_convergence_check_holds_when_doubling_moves_nothing():
+    flat = {
+        "impl": {0: 0.600, 1: 0.610, 2: 0.605},
+        "impl-x2": {0: 0.603, 1: 0.612, 2: 0.606},
+        "exp": {0: 0.610, 1: 0.625, 2: 0.612},
+        "exp-x2": {0: 0.612, 1: 0.626, 2: 0.615},
+    }
+    rows, ok = curve.check(_Runs(flat), _C)
+    assert ok is True and all(r[-1] == "holds" for r in rows)
+
+
+def test_convergence_check_fails_when_the_reference_still_learns():
+    moving = {
+        "impl": {0: 0.60, 1: 0.61, 2: 0.605},
+        "impl-x2": {0: 0.63, 1: 0.64, 2: 0.635},  # +3 points with twice the steps
+        "exp": {0: 0.55, 1: 0.56, 2: 0.555},
+        "exp-x2": {0: 0.635, 1: 0.645, 2: 0.64},  # the early deficit closes
+    }
+    rows, ok = curve.check(_Runs(moving), _C)
+    assert ok is False
+    assert [r[-1] for r in rows] == ["fails", "fails", "fails", "fails"]
+    rows, ok = curve.check(_Runs({"impl": {0: 0.6}}), _C)
+    assert ok is None  # the 2x runs are not done: not yet checked
+
+
+def test_equivalence_margin_is_what_the_claims_state():
+    from huberkl.report import detection as det
+
+    assert f"{100 * det.EQUIVALENCE_MARGIN:g} point" in det.table5_claims()[0][0]
+    iv = stats.t_interval([-0.002, -0.007, -0.004, -0.005])  # Table 5's kind of interval
+    assert stats.verdict(iv, "not-worse", margin=det.EQUIVALENCE_MARGIN) == "supported"
