@@ -186,6 +186,7 @@ MODEL_KEYS = (
     "target_encoding",
     "weights",
     "backbone_weights",
+    "backbone_init",
     "trainable_layers",
     "frozen_bn",
     "representation_size",

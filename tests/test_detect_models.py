@@ -368,3 +368,26 @@ def test_a_checkpoints_model_needs_no_weight_files(tmp_path):
     wrong = {**state, "arch": {**state["arch"], "num_classes": C + 1}}
     with pytest.raises(InputError, match="another architecture"):
         build_from_checkpoint(named, preset, C, wrong, tmp_path / "checkpoint.pt")
+
+
+def test_backbone_init_takes_the_backbone_and_leaves_the_heads(tmp_path) -> None:
+    """A pretext detector's backbone starts another model; its heads keep their own start,
+    and a RetinaNet takes a Faster R-CNN backbone with fresh P6/P7."""
+    torch.manual_seed(0)
+    pre = build_model(TINY, load_preset("implementation"), 5)  # another class count: heads differ
+    path = tmp_path / "pre.pt"
+    torch.save({"model": pre.state_dict(), "iteration": 9}, path)
+    torch.manual_seed(1)
+    fresh = build_model(TINY, load_preset("exp-a"), C)
+    torch.manual_seed(1)
+    m = build_model(dict(TINY, backbone_init=str(path)), load_preset("exp-a"), C)
+    assert_close(m.backbone.state_dict(), pre.backbone.state_dict())
+    assert_close(m.roi_heads.state_dict(), fresh.roi_heads.state_dict())
+    assert_close(m.rpn.state_dict(), fresh.rpn.state_dict())
+    retina = build_model(dict(TINY, arch="retinanet", backbone_init=str(path)), "implementation", C)
+    body = {k: v for k, v in retina.backbone.state_dict().items() if "extra_blocks" not in k}
+    assert_close(body, {k: pre.backbone.state_dict()[k] for k in body})
+    wide = tmp_path / "wide.pt"
+    torch.save(build_model(dict(TINY, fpn_channels=8), "implementation", C).state_dict(), wide)
+    with pytest.raises(InputError, match=r"backbone_init.*wide\.pt.*shape"):
+        build_model(dict(TINY, backbone_init=str(wide)), "implementation", C)

@@ -38,7 +38,13 @@ from torchvision.models.detection.retinanet import RetinaNetHead
 from torchvision.ops import MultiScaleRoIAlign
 
 from huberkl.detect.apply import apply_params
-from huberkl.detect.backbones import BACKBONES, build_backbone, load_into
+from huberkl.detect.backbones import (
+    _BN_COUNTER,
+    BACKBONES,
+    build_backbone,
+    load_into,
+    read_state_dict,
+)
 from huberkl.detect.boxloss import ENCODINGS
 from huberkl.errors import InputError
 from huberkl.params import Preset
@@ -72,6 +78,9 @@ class ModelConfig:
     target_encoding: str = "log"  # log (torchvision) | linear (w/w_a - 1, Appendix D)
     weights: str | None = None  # whole model: local state dict or torchvision name (COCO_V1)
     backbone_weights: str | None = None  # classification weights: path or name (IMAGENET1K_V1)
+    # A detector checkpoint or state dict whose backbone (body + FPN) starts this model, e.g.
+    # one pretrained on a pretext task and shared by every setting, as ImageNet is in the paper
+    backbone_init: str | None = None
     trainable_layers: int | None = None  # backbone stages that train, from the top; None: all
     frozen_bn: bool = False  # FrozenBatchNorm2d in the backbone (for ImageNet-initialised runs)
     representation_size: int = 1024  # Faster R-CNN TwoMLPHead width
@@ -280,11 +289,42 @@ def build_model(
         )
     apply_params(model, params, target_encoding=cfg.target_encoding)
     model.huberkl_config = cfg  # what built it, for checkpoints and error messages
+    if cfg.backbone_init is not None:
+        init_backbone(model, cfg.backbone_init)
     if cfg.weights is not None:  # a local file or torchvision's weights by name (COCO_V1)
         from huberkl.detect.weights import load_model_weights
 
         load_model_weights(model, cfg.arch, cfg.backbone, cfg.weights)
     return model
+
+
+def init_backbone(model: nn.Module, path: str | Path) -> list[str]:
+    """Start ``model.backbone`` from the ``backbone.*`` tensors of a detector file (a
+    checkpoint or a state dict); the heads keep their initialisation. Extra pyramid levels
+    the file lacks (RetinaNet's P6/P7 from a Faster R-CNN file) keep theirs too and are
+    returned; any other missing key or shape mismatch names the file (InputError)."""
+    what = "detect.model.backbone_init"
+    state = {
+        k[len("backbone.") :]: v
+        for k, v in read_state_dict(path, what).items()
+        if k.startswith("backbone.")
+    }
+    own = model.backbone.state_dict()
+    fresh = [k for k in own if k not in state and k.startswith("fpn.extra_blocks.")]
+    missing = [k for k in own if k not in state and k not in fresh and not k.endswith(_BN_COUNTER)]
+    shapes = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if not state or missing or shapes:
+        detail = (
+            "no backbone.* tensors"
+            if not state
+            else f"{len(missing)} missing (e.g. backbone.{missing[0]})"
+            if missing
+            else f"shape of backbone.{shapes[0]}: file {list(state[shapes[0]].shape)}, "
+            f"model {list(own[shapes[0]].shape)}"
+        )
+        raise InputError(f"{what} file {str(path)!r} does not fit this backbone: {detail}")
+    model.backbone.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+    return fresh
 
 
 def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
@@ -304,12 +344,12 @@ def build_from_checkpoint(
     state: Mapping[str, Any],
     path: str | Path,
 ) -> nn.Module:
-    """A checkpoint's model: built without the ``weights``/``backbone_weights`` files (the
+    """A checkpoint's model: built without the ``weights``/``backbone_*`` files (the
     checkpoint holds every tensor, and they need not be on this machine), checked against the
     checkpoint's architecture (an InputError naming ``path`` otherwise), then loaded."""
     from huberkl.detect import checkpoint as ckpt
 
-    cfg = {**model_cfg, "weights": None, "backbone_weights": None}
+    cfg = {**model_cfg, "weights": None, "backbone_weights": None, "backbone_init": None}
     model = build_model(cfg, params, num_classes)
     ckpt.check_architecture(path, state["arch"], ckpt.architecture(model, num_classes))
     ckpt.load_model_state(model, state, path)

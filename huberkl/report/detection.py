@@ -218,6 +218,18 @@ def power_line(judged: Sequence[Judged]) -> tuple[str, float]:
 # ------------------------------------------------------------------------ the run's prose
 
 
+def _start(model: dict) -> str:
+    """Where a run's weights start: scratch, a whole-model file, or a pretext backbone."""
+    if model.get("weights"):
+        return f"trained from weights {model['weights']}"
+    if model.get("backbone_init"):
+        return (
+            "backbone pretrained on the pretext set (its seed's `pretrain` run; the heads "
+            "from scratch)"
+        )
+    return "trained from scratch"
+
+
 def protocol_text(runs: Runs, settings: Sequence[str], seeds: str) -> str:
     """What was trained, read from the run records (never from fixed text)."""
     lines = []
@@ -233,7 +245,7 @@ def protocol_text(runs: Runs, settings: Sequence[str], seeds: str) -> str:
         lines.append(
             f"- **{m.get('arch', d.get('model', {}).get('arch', '?'))}**: backbone "
             f"`{m.get('backbone', d.get('model', {}).get('backbone', '?'))}` ({params}, "
-            f"trained from {'scratch' if not d.get('model', {}).get('weights') else 'weights ' + str(d['model']['weights'])}), "
+            f"{_start(d.get('model', {}))}), "
             f"{d.get('iters', '?')} {opt.get('name', '?')} steps (lr {opt.get('lr', '?')}, "
             f"{d.get('schedule', {}).get('name', '?')} schedule) of {d.get('batch_size', '?')} "
             f"images at {d.get('model', {}).get('min_size', '?')} px on {rec.get('device', '?')}."
