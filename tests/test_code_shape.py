@@ -17,5 +17,7 @@ def test_no_function_is_longer_than_120_lines():
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 n = node.end_lineno - node.lineno + 1
                 if n > MAX_LINES:
-                    long.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name} ({n})")
+                    long.append(
+                        f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name} ({n})"
+                    )
     assert not long, "functions over 120 lines: " + ", ".join(long)

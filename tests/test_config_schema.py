@@ -188,3 +188,55 @@ def test_toy_names_match_the_toy_modules():
     assert set(schema.TOY_SOLVERS) == {*grid.SOLVERS, "both"}  # both: exact and gd
     for name in schema.TOY_DTYPES:
         grid.resolve_dtype(name)
+
+
+def _readme_model_options() -> list[str]:
+    """Every ``detect.model.KEY=VALUE`` README writes, and each key it names (with a value)."""
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    written = set(re.findall(r"(?<![+\w.])(detect\.model\.\w+=[^\s`),]+)", text))
+    named = {k for k in re.findall(r"(?<![+\w.])detect\.model\.(\w+)", text)}
+    examples = {"weights": "COCO_V1", "backbone_weights": "IMAGENET1K_V1", "backbone": "vgg16"}
+    named_with_values = {f"detect.model.{k}={examples.get(k, 'null')}" for k in named}
+    return sorted(written | named_with_values)
+
+
+DETECT_CONFIGS = sorted(p.stem for p in (config.CONF_DIR / "detect").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", DETECT_CONFIGS)
+def test_readme_model_options_need_no_plus(name):
+    """README's ``detect.model.backbone_weights=IMAGENET1K_V1`` (no ``+``) on every detect
+    config, whether its YAML lists the key or not; the resolved config gains no other key."""
+    options = _readme_model_options()
+    assert {"detect.model.backbone_weights=IMAGENET1K_V1", "detect.model.weights=COCO_V1"} <= set(
+        options
+    ), options
+    base = config.compose([f"detect={name}"]).detect.model
+    for option in options:
+        key, value = option.split("=", 1)
+        cfg = config.compose([f"detect={name}", option])
+        leaf = key.rsplit(".", 1)[1]
+        assert cfg.detect.model[leaf] == yaml.safe_load(value), option
+        assert set(cfg.detect.model) == set(base) | {leaf}, option
+    both = config.compose(
+        [f"detect={name}", "detect.model.weights=COCO_V1", "detect.model.backbone_weights=null"]
+    )
+    assert both.detect.model.weights == "COCO_V1" and both.detect.model.backbone_weights is None
+
+
+def test_any_model_field_is_settable_and_unknown_ones_are_refused(monkeypatch, capsys, tmp_path):
+    """Every ModelConfig field with or without ``+``; a misspelt one is one line at compose."""
+    import dataclasses
+
+    from huberkl.detect.models import ModelConfig
+
+    assert schema.MODEL_KEYS == tuple(f.name for f in dataclasses.fields(ModelConfig))
+    cfg = config.compose(["detect.model.score_thresh=0.3", "+detect.model.nms_thresh=0.4"])
+    assert (cfg.detect.model.score_thresh, cfg.detect.model.nms_thresh) == (0.3, 0.4)
+    ModelConfig.from_mapping(cfg.detect.model)
+    for override in ("detect.model.box_score_thresh=0.3", "+detect.model.nope=1"):
+        line = _bad(monkeypatch, capsys, tmp_path, "detect", override)
+        key = override.lstrip("+").split("=")[0]
+        assert f"error: {key}: unknown key; allowed: arch, backbone" in line, line
+    with pytest.raises(InputError, match=r"detect\.model\.nope: unknown key"):
+        schema.settings("detect", {"iters": 1, "batch_size": 1, "model": {"nope": 1}})

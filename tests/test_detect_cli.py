@@ -388,3 +388,17 @@ def test_out_at_an_existing_run_without_resume_is_refused(data_root, tmp_path, m
     assert {p.name: p.read_bytes() for p in out.iterdir()} == files  # config, log, run.json kept
     code, _, err = run([*over, "params=exp-b", "detect.resume=true"], monkeypatch, capsys)
     assert code == 2 and "params." in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_detect_help_lists_the_training_options(monkeypatch, capsys):
+    """`huberkl detect --help` shows what `huberkl detect --out X -m ...` accepts (training
+    is the default sub-command), besides the sub-commands; `detect train --help` is as was."""
+    monkeypatch.setenv("COLUMNS", "200")
+    code, out, _ = run(["detect", "--help"], monkeypatch, capsys)
+    assert code == 0
+    for needle in ("--out", "--multirun", "-m", "--cfg", "Options of train", "predict", "evaluate"):
+        assert needle in out, (needle, out)
+    code, train_help, _ = run(["detect", "train", "--help"], monkeypatch, capsys)
+    assert code == 0 and "--out" in train_help and "Options of train" not in train_help
+    code, out, _ = run(["detect", "--cfg", "detect=retinanet"], monkeypatch, capsys)
+    assert code == 0 and yaml.safe_load(out)["detect"]["model"]["arch"] == "retinanet"

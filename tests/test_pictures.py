@@ -114,9 +114,66 @@ def test_show_puts_noisy_beside_clean(noisy_root, tmp_path) -> None:
                      tmp_path / "val.png", n=16)  # fmt: skip
     assert not val["paired"] and val["images"] == 3
     with Image.open(tmp_path / "train.png") as a, Image.open(tmp_path / "val.png") as b:
-        # 64-px images drawn at 256 px: 2x2 pairs (each two images wide) vs 2x2 singles
-        # (3 images, two per row).
-        assert a.size[0] > 1.8 * b.size[0] and a.size[1] == b.size[1]
+        # 64-px images drawn at 512 px: 2x2 pairs (each two images wide, under captions)
+        # vs 2x2 singles (3 images, two per row).
+        assert a.size[0] > 1.8 * b.size[0] and b.size == (2 * 512 + 3 * 16, 2 * 512 + 3 * 16)
+        assert b.size[1] < a.size[1] < b.size[1] + 2 * 60  # a caption strip above each row
+        grid = np.asarray(a.convert("L"))
+    # the caption above each half: dark text on white, left half and right half of a pair
+    strip = grid[16:36, 16 : 16 + 2 * 512 + 6]
+    assert (strip < 100).any() and (strip == 255).mean() > 0.8
+    left, right = strip[:, :512], strip[:, 512 + 6 :]
+    assert (left < 100).sum() > (right < 100).sum() > 0  # "training boxes (noisy)" is longer
+
+
+def test_pictures_are_drawn_at_a_readable_size() -> None:
+    """A small image is enlarged (whole factor, nearest) with its boxes; a large one is not;
+    labels sit on tags above their boxes, in a font that grows with the picture."""
+    import torch
+
+    from huberkl.detect.pictures import READABLE_SHORT, enlarge, font_size, line_width, picture
+
+    image = torch.zeros(3, 128, 96, dtype=torch.uint8)
+    boxes = torch.tensor([[10.0, 20.0, 50.0, 60.0]])
+    big, scaled = enlarge(image, boxes)
+    assert big.shape[-2:] == (128 * 6, 96 * 6) and min(big.shape[-2:]) >= READABLE_SHORT
+    assert scaled.tolist() == [[60.0, 120.0, 300.0, 360.0]]
+    odd, scaled = enlarge(torch.zeros(3, 400, 600, dtype=torch.uint8), boxes)
+    assert odd.shape[-2:] == (512, 768) and scaled[0, 3].item() == pytest.approx(60 * 512 / 400)
+    large = torch.zeros(3, 800, 1000, dtype=torch.uint8)
+    assert enlarge(large, boxes)[0] is large
+    assert (font_size(big), line_width(big)) == (18, 2) and font_size(image) == 12
+    drawn = picture(torch.zeros(3, 128, 96), boxes, [1], ["rectangle 0.93"])
+    assert drawn.dtype == torch.uint8 and drawn.shape == big.shape
+    rows = drawn.float().sum(dim=(0, 2)).nonzero().flatten()
+    assert rows.min() < 120 - 10  # the tag is above the box's top edge (y = 120 drawn)
+    untouched = drawn[:, 200:300, 100:250]  # inside the box: nothing drawn over the object
+    assert untouched.sum() == 0
+
+
+def test_run_says_which_set_it_reads_in_one_short_line(noisy_root) -> None:
+    """The ``data:`` line of a run: the folder and its noise in a few words; the whole
+    ``info`` goes to run.json (the record)."""
+    from huberkl import config
+    from huberkl.detect import sets
+
+    said: list[str] = []
+    cfg = config.compose([f"data.root={noisy_root}", "data.synth.noise=gaussian"])
+    record = sets.ensure_dataset(cfg.data, said.append)
+    assert len(said) == 1
+    line = said[0].replace(str(noisy_root), "ROOT")
+    assert line == (
+        "data: ROOT (synthetic, noise=laplace noise_scale=0.1); trains on it "
+        "(data.synth differs: noise, noise_scale, images, +2 more)"
+    )
+    assert sorted(record["differs_from_config"]) == sorted(
+        ["images", "noise", "noise_scale", "size", "val_images"]
+    )
+    assert record["info"]["noise_description"].startswith("edges:")
+    targets = {"noise": "laplace", "noise_model": "targets", "noise_scale": 0.05,
+               "noise_scales": {"x": 0.05, "y": 0.05, "w": 0.1, "h": 0.1}}  # fmt: skip
+    assert sets.brief_noise(targets) == "noise=laplace targets 0.05/0.05/0.1/0.1"
+    assert sets.brief_noise({"noise": "none"}) == "noise=none"
 
 
 def test_data_show_cli(noisy_root, tmp_path, monkeypatch, capsys) -> None:

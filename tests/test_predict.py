@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from _cli import run
 from _detect_tiny import TINY_MODEL
 from omegaconf import OmegaConf
@@ -45,6 +46,7 @@ def checkpoint(data_root, tmp_path_factory) -> Path:
             "model": model.state_dict(),
             "arch": ckpt.architecture(model, ds.num_classes),
             "config": OmegaConf.to_container(cfg, resolve=True),
+            "config_source": OmegaConf.to_container(cfg, resolve=False),
             "iteration": 0,
             "categories": ds.coco.dataset["categories"],
         },
@@ -98,8 +100,12 @@ def test_cli_writes_detections_and_drawn_images(
     drawn = sorted(p.name for p in (out / "images").iterdir())
     assert drawn == sorted([images[1].name, "photo.jpg"])
     with Image.open(out / "images" / images[1].name) as im, Image.open(images[1]) as src:
-        assert im.size == src.size
-        assert (np.asarray(im) != np.asarray(src.convert("RGB"))).any()  # boxes were drawn
+        # 64-px images are drawn 8x (nearest): the boxes' labels stay readable
+        assert src.size == (64, 64) and im.size == (512, 512)
+        big = src.convert("RGB").resize(im.size, Image.NEAREST)
+        assert (np.asarray(im) != np.asarray(big)).any()  # boxes were drawn
+    # the rows stay in the image's own pixels
+    assert all(0 <= r["bbox"][0] and r["bbox"][0] + r["bbox"][2] <= 64.001 for r in rows)
     assert (out / "config.yaml").is_file() and (out / "run.json").is_file()
 
 
@@ -150,3 +156,88 @@ def test_retinanet_and_checkpoints_without_categories(data_root, tmp_path) -> No
     rows = predict_images(r, [data_root / "images" / "val"], tmp_path / "out", score=0.0)
     assert rows and {d["category_id"] for d in rows} <= {1, 2, 3, 4, 5}
     assert len(list((tmp_path / "out" / "images").iterdir())) == 5
+
+
+def test_an_unreadable_image_is_skipped_and_the_rest_predicted(
+    checkpoint, data_root, tmp_path, monkeypatch, capsys
+):
+    """One bad file in a folder: one line naming it, the others predicted and written, exit 2."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    good = sorted((data_root / "images" / "val").glob("*.png"))[:2]
+    for f in good:
+        (photos / f.name).write_bytes(f.read_bytes())
+    (photos / "broken.png").write_bytes(b"\x89PNG not really")
+    out = tmp_path / "pred"
+    code, stdout, err = run(
+        monkeypatch, capsys, "detect", "predict", "--checkpoint", str(checkpoint), str(photos),
+        "--score", "0.0", "--out", str(out), "--device", "cpu",
+    )  # fmt: skip
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert "broken.png" in lines[0] and "cannot read image" in lines[0] and "skipped" in lines[0]
+    assert "1 unreadable image(s) skipped" in stdout
+    rows = json.loads((out / "detections.json").read_text(encoding="utf-8"))
+    assert {r["file_name"] for r in rows} == {str(photos / f.name) for f in good}
+    assert sorted(p.name for p in (out / "images").iterdir()) == sorted(f.name for f in good)
+    skipped = []
+    rows = predict_images(
+        load_run(checkpoint, "cpu"), [photos], score=0.0, batch_size=2,
+        on_unreadable=lambda path, msg: skipped.append((path.name, msg)),
+    )  # fmt: skip
+    assert [name for name, _ in skipped] == ["broken.png"] and rows
+    with pytest.raises(InputError, match="broken.png: cannot read image"):
+        predict_images(load_run(checkpoint, "cpu"), [photos], score=0.0)
+
+
+def test_overrides_change_what_prediction_reads(
+    checkpoint, data_root, tmp_path, monkeypatch, capsys
+):
+    """README: predict takes overrides after its paths, applied to the checkpoint's config;
+    what it does not read (or cannot change: params) is one line, before any folder."""
+    img = sorted((data_root / "images" / "val").glob("*.png"))[0]
+    r = load_run(checkpoint, "auto", ["detect.model.score_thresh=0.9", "detect.device=cpu"])
+    assert r.model.roi_heads.score_thresh == 0.9 and r.device == torch.device("cpu")
+    assert r.config["detect"]["model"]["score_thresh"] == 0.9
+    assert r.config["detect"]["model"]["fpn_channels"] == 16  # the rest is the checkpoint's
+    assert all(d["score"] >= 0.9 for d in predict_images(r, [img], score=0.0))
+    moved = load_run(checkpoint, "cpu", [f"data.root={tmp_path}"])
+    assert moved.config["data"]["train_ann"].startswith(str(tmp_path))
+    assert moved.names == ["rectangle", "ellipse", "triangle", "cross", "star"]  # stored ones
+
+    out = tmp_path / "pred"
+    code, _, err = run(
+        monkeypatch, capsys, "detect", "predict", "--checkpoint", str(checkpoint), str(img),
+        "detect.model.detections_per_img=3", "detect.device=cpu", "--score", "0.0",
+        "--out", str(out),
+    )  # fmt: skip
+    assert code == 0, err
+    rows = json.loads((out / "detections.json").read_text(encoding="utf-8"))
+    assert 0 < len(rows) <= 3
+    saved = yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8"))
+    assert saved["detect"]["model"]["detections_per_img"] == 3
+    code, stdout, _ = run(
+        monkeypatch, capsys, "detect", "predict", "--checkpoint", str(checkpoint), str(img),
+        "detect.model.nms_thresh=0.3", "--cfg",
+    )  # fmt: skip
+    assert code == 0 and yaml.safe_load(stdout)["detect"]["model"]["nms_thresh"] == 0.3
+
+    cases = [
+        ("detect=quick", "another architecture"),  # an override, not a missing file
+        ("detect.model.fpn_channels=32", "another architecture"),
+        ("detect.model.box_score_thresh=0.3", "detect.model.box_score_thresh: unknown key"),
+        ("params=exp-a", "keeps the checkpoint's params"),
+        ("detect.iters=5", "not read by predict"),
+        ("seed=3", "not read by predict"),
+        ("detect.device=gpu", "detect.device"),
+    ]
+    for override, needle in cases:
+        where = tmp_path / "refused"
+        code, _, err = run(
+            monkeypatch, capsys, "detect", "predict", "--checkpoint", str(checkpoint), str(img),
+            override, "--out", str(where),
+        )  # fmt: skip
+        assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err, (override, err)
+        assert not where.exists(), override
+    with pytest.raises(InputError, match="give one of them"):
+        load_run(checkpoint, "cpu", ["detect.device=cuda"])

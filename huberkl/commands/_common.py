@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, ParamSpec, TypeVar
 
 import typer
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 Overrides = Annotated[
     list[str] | None,
@@ -44,3 +49,34 @@ def setup(
     out_dir = config.run_dir(command, out)
     config.save_run(cfg, out_dir, command, all_overrides)
     return cfg, out_dir
+
+
+def check_out(out: Path | None) -> None:
+    """Refuse an ``--out`` that cannot be written (one line, exit 2) before any work is done.
+
+    Without ``--out`` the default folder goes under ``outputs/``, which must be writable too.
+    """
+    from huberkl import config
+
+    if out is None:
+        config.check_writable(config.OUTPUTS, "the default --out under")
+    else:
+        config.check_writable(out, "--out")
+
+
+def undo_on_refusal(command: Callable[P, R]) -> Callable[P, R]:
+    """``command`` run inside :func:`huberkl.config.undo_on_refusal`.
+
+    A command that refuses its input after ``setup`` made its folder (a missing file found
+    while working) then leaves no half-made folder with a ``config.yaml`` that looks like a
+    run. Typer reads the signature through ``functools.wraps``.
+    """
+
+    @functools.wraps(command)
+    def wrapped(*args: P.args, **kwargs: P.kwargs) -> R:
+        from huberkl import config
+
+        with config.undo_on_refusal():
+            return command(*args, **kwargs)
+
+    return wrapped

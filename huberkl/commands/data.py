@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from huberkl.commands._common import CfgFlag, OutOption, Overrides, setup
+from huberkl.commands._common import CfgFlag, OutOption, Overrides, setup, undo_on_refusal
 
 data_app = typer.Typer(
     name="data",
@@ -107,9 +107,12 @@ def synth(
 
     # data.synth was checked at compose (huberkl.schema.SynthDataSchema)
     kwargs = OmegaConf.to_container(run_cfg.data.synth, resolve=True)
-    check_new_set(run_cfg.data.root, force)
+    root = Path(run_cfg.data.root)
+    config.check_writable(root, "--out" if out is not None else "data.root")
+    check_new_set(root, force)  # a set, complete or not, is replaced only with --force
     total = int(kwargs["images"]) + int(kwargs["val_images"])
-    root = config.run_dir("data", run_cfg.data.root)
+    # synthesize writes beside root and moves the set into place when it is complete: an
+    # interrupted run leaves no images without annotations in root.
     with Progress(transient=True) as progress:
         task = progress.add_task("drawing shapes", total=total)
         paths = synthesize(root, progress=lambda n: progress.advance(task, n), **kwargs)
@@ -179,6 +182,7 @@ def check(
 
 
 @data_app.command("show")
+@undo_on_refusal  # a split that cannot be read leaves no folder behind
 def show(
     split: Annotated[str, typer.Option("--split", help="train | val.")] = "train",
     n: Annotated[int, typer.Option("--n", help="Images in the grid.")] = 16,
@@ -186,7 +190,11 @@ def show(
     cfg: CfgFlag = False,
     overrides: Overrides = None,
 ) -> None:
-    """Draw a grid of a split's images with their boxes (noisy beside clean where both exist)."""
+    """Draw a grid of a split's images with their boxes (noisy beside clean where both exist).
+
+    Small images are drawn enlarged (short side 512 px) so that class names stay readable;
+    paired halves are captioned "training boxes (noisy)" and "clean boxes".
+    """
     from huberkl.errors import InputError
 
     if split not in ("train", "val"):
@@ -201,7 +209,11 @@ def show(
     shown = show_split(
         d[f"{split}_images"], d[f"{split}_ann"], out_dir / f"{split}.png", n, float(d.min_size)
     )
-    pairs = f", noisy | clean ({shown['clean_ann']})" if shown["paired"] else ""
+    pairs = (
+        f", noisy | clean: training boxes left, clean boxes ({shown['clean_ann']}) right"
+        if shown["paired"]
+        else ""
+    )
     Console().print(f"{shown['images']} {split} images{pairs} -> {shown['path']}")
 
 

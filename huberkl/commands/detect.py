@@ -25,17 +25,47 @@ class DefaultCommandGroup(TyperGroup):
     """
 
     default = "train"
+    _listing_default = False  # True while --help is formatted
 
     def parse_args(self, ctx, args: list[str]) -> list[str]:
         if not args or (args[0] not in self.commands and args[0] not in ctx.help_option_names):
             args = [self.default, *args]
         return super().parse_args(ctx, args)
 
+    def format_help(self, ctx, formatter) -> None:
+        """Also list the default sub-command's options: ``huberkl detect --out X -m ...``
+        trains, so ``huberkl detect --help`` must show ``--out``, ``-m`` and ``--cfg``."""
+        self._listing_default = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing_default = False
+
+    def get_params(self, ctx) -> list:
+        """The group's own parameters; while help is formatted, then the default command's
+        options (copies, in their own panel), for display only: parsing never sees them."""
+        import copy
+
+        params = super().get_params(ctx)
+        command = self.commands.get(self.default)
+        if not self._listing_default or command is None:
+            return params
+        panel = f"Options of {self.default} (without a sub-command)"
+        extra = []
+        for param in command.get_params(ctx):
+            if param.param_type_name != "option" or param.name == "help":
+                continue
+            shown = copy.copy(param)
+            shown.rich_help_panel = panel  # type: ignore[attr-defined]
+            extra.append(shown)
+        return [*params, *extra]
+
 
 detect_app = typer.Typer(
     cls=DefaultCommandGroup,
     help="Faster R-CNN and RetinaNet with the paper's box-loss settings (Sec. 7). "
-    "Without a sub-command: train.",
+    "Without a sub-command: train, with the options listed below and Hydra overrides "
+    "(huberkl detect --out runs/x params=exp-a).",
     add_completion=False,
     rich_markup_mode="rich",
 )
@@ -84,10 +114,14 @@ def train(
         overrides = [o for o in sweep_points(overrides)[0] if not o.startswith("hydra")]
         multirun = False
     if multirun:
+        from huberkl.commands._common import check_out
         from huberkl.detect.hydra_app import multirun as sweep
 
+        check_out(out)  # Hydra would make the sweep folder with a traceback
         sweep(overrides, out)
         return
+    import shlex
+
     from rich.console import Console
 
     from huberkl import config
@@ -96,31 +130,55 @@ def train(
 
     # Composed and checked (huberkl.schema) before any folder; the folder is made below,
     # once every rank agrees on it.
-    run_cfg, _ = setup("detect", overrides, cfg, writes=False)
+    run_cfg, _ = setup("detect", overrides, False, writes=False)
     if out is None:
         out = _resume_dir(overrides, run_cfg)
+    if out is not None:
+        # detect.resume: the run's own config from its checkpoint, the overrides on top.
+        run_cfg = runs.resume_config(run_cfg, Path(out), overrides)
+    if cfg:
+        typer.echo(config.to_yaml(run_cfg), nl=False)
+        raise typer.Exit(0)
+    if out is not None:
+        runs.check_out_dir(run_cfg, Path(out))  # a run folder is not trained into by mistake
     info = dist.init(run_cfg.detect.device)
-    out_dir = config.run_dir("detect", out) if info.is_main else None
-    out_dir = Path(dist.broadcast_object(str(out_dir) if out_dir else None))
-    try:
-        runs.check_out_dir(run_cfg, out_dir)  # every rank, before a run's config.yaml is rewritten
-    except InputError:
-        dist.destroy()  # every rank refuses alike; leave the process group cleanly
-        raise
-    if info.is_main:
-        config.save_run(run_cfg, out_dir, "detect", overrides)
-    console = Console(stderr=True, quiet=not info.is_main)
-    console.print(f"[dim]run folder {out_dir}[/]")
-    try:
-        result = engine.train(run_cfg, out_dir)
-    except engine.NonFiniteLossError as exc:
-        dist.destroy()
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    with config.undo_on_refusal():  # a refused run leaves no folder that looks like a run
+        made, refused = None, None
+        if info.is_main:
+            try:
+                made = str(config.run_dir("detect", out))
+            except InputError as exc:
+                refused = str(exc)
+        made, refused = dist.broadcast_object((made, refused))
+        out_dir = Path(made) if made else Path()
+        try:
+            if refused:
+                raise InputError(refused)
+            # every rank, before a run's config.yaml is rewritten
+            resume_from = runs.check_out_dir(run_cfg, out_dir)
+        except InputError:
+            dist.destroy()  # every rank refuses alike; leave the process group cleanly
+            raise
+        if info.is_main:
+            own = resume_from is not None and resume_from.parent.absolute() == out_dir.absolute()
+            config.save_run(run_cfg, out_dir, "detect", overrides, resumed=own)
+        console = Console(stderr=True, quiet=not info.is_main)
+        console.print(f"[dim]run folder {out_dir}[/]")
+        try:
+            result = engine.train(run_cfg, out_dir)
+        except engine.NonFiniteLossError as exc:
+            dist.destroy()
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
     if result.status == "interrupted":
+        # The run's own config is in its checkpoint: this line alone continues it.
+        again = f"huberkl detect --out {shlex.quote(str(out_dir))} detect.resume=true"
         console.print(
             f"stopped at iteration {result.iteration}; checkpoint {out_dir / engine.CHECKPOINT}; "
-            f"continue with: huberkl detect --out {out_dir} detect.resume=true"
+            f"continue with: {again}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
         )
         # 128 + signal number, as a shell reports a process ended by it (SIGTERM 143, SIGINT 130).
         raise typer.Exit(128 + (result.signal or signal.SIGINT))
@@ -157,10 +215,10 @@ def evaluate(
     if cfg:
         typer.echo(config.to_yaml(run_cfg), nl=False)
         raise typer.Exit(0)
-    out_dir = config.run_dir("detect-evaluate", out)
-    config.save_run(run_cfg, out_dir, "detect-evaluate", overrides)
-
-    metrics = engine.evaluate_checkpoint(run_cfg, checkpoint, split, out_dir)
+    with config.undo_on_refusal():  # e.g. the data is gone: no folder is left behind
+        out_dir = config.run_dir("detect-evaluate", out)
+        config.save_run(run_cfg, out_dir, "detect-evaluate", overrides)
+        metrics = engine.evaluate_checkpoint(run_cfg, checkpoint, split, out_dir)
     if metrics:
         Console().print(
             f"AP {metrics['AP']:.3f}  AP50 {metrics['AP50']:.3f}  AP75 {metrics['AP75']:.3f}  "
@@ -170,7 +228,15 @@ def evaluate(
 
 @detect_app.command("predict")
 def predict(
-    paths: Annotated[list[Path], typer.Argument(help="Images (JPEG/PNG) or folders of them.")],
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="Images (JPEG/PNG) or folders of them, and Hydra overrides of the "
+            "checkpoint's config (key=value: detect.model.*, detect.device, data.*).",
+            metavar="PATH_OR_OVERRIDE",
+            show_default=False,
+        ),
+    ],
     checkpoint: Annotated[
         Path, typer.Option("--checkpoint", help="checkpoint.pt (or its run folder).")
     ],
@@ -181,24 +247,61 @@ def predict(
         Path | None,
         typer.Option("--ann", help="COCO instances file: its images get their image_id."),
     ] = None,
-    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda[:N].")] = "auto",
+    device: Annotated[
+        str, typer.Option("--device", help="auto | cpu | cuda[:N] (or detect.device=...).")
+    ] = "auto",
     out: OutOption = None,
+    cfg: CfgFlag = False,
 ) -> None:
-    """Detect objects in images: DIR/detections.json (COCO results) and DIR/images/ drawn."""
+    """Detect objects in images: DIR/detections.json (COCO results) and DIR/images/ drawn.
+
+    Uses the config the checkpoint was trained with; overrides change what prediction
+    reads of it (e.g. detect.model.score_thresh=0.3 detect.device=cpu). An argument with
+    = that is not an existing file is an override. An image that cannot be read is skipped
+    with one line naming it; the others are predicted and written, and the exit code is
+    then 2 (bad input), as for any other bad input.
+    """
     from omegaconf import OmegaConf
     from rich.console import Console
 
     from huberkl import config
     from huberkl.detect.predict import DETECTIONS, DRAWN, find_images, load_run, predict_images
+    from huberkl.errors import InputError
 
+    paths = [Path(a) for a in inputs if "=" not in a or Path(a).exists()]
+    overrides = [a for a in inputs if "=" in a and not Path(a).exists()]
+    if not paths:
+        raise InputError("no images given (PATHS... before any key=value overrides)")
+    if not 0.0 <= score <= 1.0:
+        raise InputError(f"--score must be in [0, 1], got {score}")
     find_images(paths)  # bad paths fail before any folder is made
-    run = load_run(checkpoint, device)
+    if cfg:
+        from huberkl.detect import checkpoint as ckpt
+        from huberkl.detect.predict import check_overrides, run_config
+
+        check_overrides(overrides)
+        state = ckpt.read_checkpoint(checkpoint, mmap=True)
+        typer.echo(config.to_yaml(OmegaConf.create(run_config(state, overrides))), nl=False)
+        raise typer.Exit(0)
+    run = load_run(checkpoint, device, overrides)
     out_dir = config.run_dir("detect-predict", out)
-    config.save_run(OmegaConf.create(run.config), out_dir, "detect predict")
-    rows = predict_images(run, paths, out_dir, score=score, ann_file=ann)
+    config.save_run(OmegaConf.create(run.config), out_dir, "detect predict", overrides)
+    skipped: list[Path] = []
+
+    def skip(path: Path, message: str) -> None:
+        skipped.append(path)
+        typer.echo(f"error: {message}; skipped", err=True)
+
+    rows = predict_images(run, paths, out_dir, score=score, ann_file=ann, on_unreadable=skip)
+    unread = f", {len(skipped)} unreadable image(s) skipped" if skipped else ""
     Console().print(
-        f"{len(rows)} detections (score >= {score}) -> {out_dir / DETECTIONS}, {out_dir / DRAWN}/"
+        f"{len(rows)} detections (score >= {score}){unread} -> {out_dir / DETECTIONS}, "
+        f"{out_dir / DRAWN}/",
+        highlight=False,
+        soft_wrap=True,
     )
+    if skipped:
+        raise typer.Exit(2)
 
 
 @detect_app.command("summarize")

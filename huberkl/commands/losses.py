@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from huberkl.commands._common import CfgFlag, OutOption, Overrides, setup
+from huberkl.commands._common import CfgFlag, OutOption, Overrides, setup, undo_on_refusal
 
 AlphaOption = Annotated[
     list[str] | None,
@@ -65,4 +65,4 @@ def losses(
 
 def register(app: typer.Typer) -> None:
     """Add ``huberkl losses`` to ``app``."""
-    app.command("losses")(losses)
+    app.command("losses")(undo_on_refusal(losses))

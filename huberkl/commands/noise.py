@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from huberkl.commands._common import CfgFlag, OutOption, Overrides, setup
+from huberkl.commands._common import (
+    CfgFlag,
+    OutOption,
+    Overrides,
+    check_out,
+    setup,
+    undo_on_refusal,
+)
 
 
 def _opt(*names: str, help: str):
@@ -85,6 +92,7 @@ def noise(
     [b]huberkl noise ann.json -r other.json --reference-kind peer --format json[/] ·
     [b]huberkl noise --iou-agreement 0.85[/] · [b]huberkl noise --residuals fit.csv[/]
     """
+    from huberkl import config
     from huberkl.errors import InputError
     from huberkl.noise import measure
     from huberkl.noise.render import FORMATS
@@ -108,7 +116,8 @@ def noise(
         raise InputError("ANN.json and --reference REF.json go together")
     if not (0.0 < min_iou <= 1.0):
         raise InputError(f"--min-iou must be in (0, 1], got {min_iou}")
-    _, out_dir = setup("noise", overrides, print_cfg, out)
+    run_cfg, _ = setup("noise", overrides, print_cfg, writes=False)
+    check_out(out)  # before the measurement; its files and folder come after it
     if annotations is not None:
         result = measure.from_annotations(
             annotations, reference, reference_kind, min_iou, preset, pred_noise, resamples, seed
@@ -122,6 +131,8 @@ def noise(
     else:
         result = measure.from_residuals(residuals, column, resamples, seed)
         default_name = f"noise-{residuals.stem}"
+    out_dir = config.run_dir("noise", out)
+    config.save_run(run_cfg, out_dir, "noise", list(overrides or []))
     written = measure.write_outputs(
         result, out_dir, measure.preset_name(name or default_name), figure
     )
@@ -150,4 +161,4 @@ def _emit(result: dict, fmt: str, written: dict[str, str]) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add `huberkl noise` to `app`."""
-    app.command("noise", no_args_is_help=True)(noise)
+    app.command("noise", no_args_is_help=True)(undo_on_refusal(noise))

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from huberkl.commands._common import CfgFlag, OutOption, Overrides, setup
+from huberkl.commands._common import CfgFlag, OutOption, Overrides, setup, undo_on_refusal
 
 NoiseOption = Annotated[
     list[str] | None,
@@ -119,4 +119,4 @@ def toy(
 
 def register(app: typer.Typer) -> None:
     """Add ``huberkl toy`` to ``app``."""
-    app.command("toy")(toy)
+    app.command("toy")(undo_on_refusal(toy))

@@ -1,9 +1,11 @@
 """Things to look at: a split's boxes drawn on its images, per-class AP, precision-recall.
 
-- :func:`show_split` draws a grid of a split's images with their boxes
-  (``torchvision.utils.draw_bounding_boxes``); for a synthetic train split with annotation
-  noise, each image appears twice, noisy boxes beside the clean ones of
-  ``instances_train_clean.json`` (``synth.perturb_boxes`` moved each noisy edge).
+- :func:`picture` draws an image's boxes with class names on tags above them, at a
+  readable size (small images enlarged, the boxes scaled with them; ``detect predict``);
+  :func:`show_split` draws a grid of a split's images with their boxes the same way; for a
+  synthetic train split with annotation noise, each image appears twice, its noisy
+  (training) boxes beside the clean ones of ``instances_train_clean.json``, each half
+  captioned.
 - :func:`class_ap` reads per-class AP, AP50 and AP75 from COCOeval's accumulated
   ``eval["precision"]`` array (IoU x recall x class x area x max-dets): the mean over IoU
   thresholds and the 101 recall points, area "all", 100 detections, as COCO's own AP.
@@ -14,6 +16,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import warnings
 from collections.abc import Iterable, Sequence
@@ -27,7 +30,7 @@ from pycocotools.coco import COCO
 CLASS_AP_CSV = "class_ap.csv"
 PR_PNG = "pr.png"
 CLEAN_TRAIN_ANN = "instances_train_clean.json"
-# Distinct colours per class (tab10), as RGB tuples for draw_bounding_boxes.
+# Distinct colours per class (tab10), as RGB tuples.
 _PALETTE = [
     (31, 119, 180),
     (255, 127, 14),
@@ -187,10 +190,47 @@ def write_class_report(
 
 # ----------------------------------------------------------------------------- drawing
 
+# Pictures are drawn with their short side at least this many pixels: at a 128-px image's
+# own size a class name covers the object it names.
+READABLE_SHORT = 512
+NOISY_CAPTION = "training boxes (noisy)"
+CLEAN_CAPTION = "clean boxes"
+
 
 def to_uint8(image: torch.Tensor) -> torch.Tensor:
-    """A [3, H, W] float image in [0, 1] as uint8 (what draw_bounding_boxes takes)."""
+    """A [3, H, W] float image in [0, 1] as uint8 (what the drawing functions take)."""
     return image.mul(255).round_().clamp_(0, 255).to(torch.uint8)
+
+
+@functools.lru_cache(maxsize=16)
+def font(size: int) -> Any:
+    """DejaVu Sans (shipped with matplotlib) at ``size`` px: PIL's default font is 11 px
+    whatever the picture's size; a bitmap fallback only where matplotlib has no font file."""
+    from PIL import ImageFont
+
+    try:
+        import matplotlib
+
+        path = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+        return ImageFont.truetype(str(path), size)
+    except (ImportError, OSError):
+        return ImageFont.load_default(size)
+
+
+def line_width(image: torch.Tensor) -> int:
+    """Box outline width for a picture of this size (2 px at 512 px, thicker above)."""
+    return max(2, round(min(image.shape[-2:]) / 256))
+
+
+def font_size(image: torch.Tensor) -> int:
+    """Label font size for a picture of this size (16 px at 512 px, never under 12)."""
+    return max(12, round(min(image.shape[-2:]) / 32))
+
+
+def _text_colour(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Black or white, whichever reads better on ``rgb`` (Rec. 601 luma)."""
+    r, g, b = rgb
+    return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 150 else (255, 255, 255)
 
 
 def draw(
@@ -198,40 +238,101 @@ def draw(
     boxes: torch.Tensor,
     labels: Sequence[int],
     texts: Sequence[str] | None = None,
-    width: int = 2,
+    width: int | None = None,
+    text_size: int | None = None,
 ) -> torch.Tensor:
-    """``image`` (uint8 [3, H, W]) with xyxy ``boxes`` in their label's colour, ``texts`` on them."""
-    from torchvision.utils import draw_bounding_boxes
+    """``image`` (uint8 [3, H, W]) with xyxy ``boxes`` in their label's colour.
+
+    Each text sits on a tag of the box's colour just above the box (inside its top edge
+    where the box touches the image's top), so that it does not hide what the box holds.
+    ``width`` and ``text_size`` default to :func:`line_width` and :func:`font_size`.
+    """
+    from PIL import Image, ImageDraw
 
     if len(boxes) == 0:
         return image
-    return draw_bounding_boxes(
-        image,
-        boxes.float(),
-        labels=list(texts) if texts is not None else None,
-        colors=[colour(label) for label in labels],
-        width=width,
-    )
-
-
-def _fit(image: torch.Tensor, boxes: torch.Tensor, short: int, long: int):
-    """Scale so the short side is at least ``short`` and the long one at most ``long``."""
+    width = width or line_width(image)
+    face = font(text_size or font_size(image))
+    pic = Image.fromarray(image.permute(1, 2, 0).contiguous().numpy())
+    pen = ImageDraw.Draw(pic)
     h, w = image.shape[-2:]
-    s = max(short / min(h, w), 1.0) if min(h, w) < short else min(long / max(h, w), 1.0)
-    if s == 1.0:
+    for i, (box, label) in enumerate(zip(boxes.float().tolist(), labels, strict=True)):
+        x0, y0, x1, y1 = box
+        rgb = colour(label)
+        pen.rectangle((x0, y0, max(x0, x1), max(y0, y1)), outline=rgb, width=width)
+        if texts is None:
+            continue
+        left, top, right, bottom = pen.textbbox((0, 0), texts[i], font=face)
+        tw, th, pad = right - left, bottom - top, max(1, width // 2 + 1)
+        tag_h = th + 2 * pad
+        ty = y0 - tag_h if y0 - tag_h >= 0 else y0 + width  # above, else inside the top edge
+        tx = min(max(0.0, x0), max(0.0, w - tw - 2 * pad))
+        ty = min(max(0.0, ty), max(0.0, h - tag_h))
+        pen.rectangle((tx, ty, tx + tw + 2 * pad, ty + tag_h), fill=rgb)
+        pen.text((tx + pad - left, ty + pad - top), texts[i], fill=_text_colour(rgb), font=face)
+    return torch.from_numpy(np.asarray(pic).copy()).permute(2, 0, 1)
+
+
+def enlarge(
+    image: torch.Tensor, boxes: torch.Tensor, short: int = READABLE_SHORT, long: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``image`` (uint8) resized for drawing, and ``boxes`` (xyxy pixels) scaled with it.
+
+    A short side under ``short`` is enlarged to at least ``short``: by a whole factor with
+    nearest-neighbour (each pixel a square, as the model saw it) from half of ``short``
+    down, bilinearly in between; with ``long``, a larger long side is shrunk to ``long``
+    (area averaging). Only the picture changes: detections stay in the image's own pixels.
+    """
+    h, w = image.shape[-2:]
+    if min(h, w) < short:
+        s = short / min(h, w)
+        mode = "nearest" if s >= 2 else "bilinear"
+        s = float(math.ceil(s)) if s >= 2 else s
+    elif long is not None and max(h, w) > long:
+        s, mode = long / max(h, w), "area"
+    else:
         return image, boxes
     size = (max(1, round(h * s)), max(1, round(w * s)))
-    mode = "nearest" if s > 1 else "area"
-    out = torch.nn.functional.interpolate(image[None].float(), size=size, mode=mode)[0]
-    return out.round().clamp(0, 255).to(torch.uint8), boxes * s
+    kw = {"align_corners": False} if mode == "bilinear" else {}
+    out = torch.nn.functional.interpolate(image[None].float(), size=size, mode=mode, **kw)[0]
+    scale = torch.tensor([size[1] / w, size[0] / h, size[1] / w, size[0] / h])
+    return out.round().clamp(0, 255).to(torch.uint8), boxes.float() * scale
+
+
+def picture(
+    image: torch.Tensor, boxes: torch.Tensor, labels: Sequence[int], texts: Sequence[str]
+) -> torch.Tensor:
+    """An image (float [3, H, W] in [0, 1] or uint8) with its boxes, at a readable size."""
+    image = image if image.dtype == torch.uint8 else to_uint8(image)
+    big, scaled = enlarge(image, boxes)
+    return draw(big, scaled, labels, texts)
+
+
+def caption(text: str, width: int, size: int) -> torch.Tensor:
+    """A white uint8 [3, h, width] strip with ``text`` on it (a grid's column title)."""
+    from PIL import Image, ImageDraw
+
+    face = font(size)
+    left, top, right, bottom = ImageDraw.Draw(Image.new("RGB", (1, 1))).textbbox(
+        (0, 0), text, font=face
+    )
+    pad = max(2, size // 3)
+    strip = Image.new("RGB", (width, bottom - top + 2 * pad), (255, 255, 255))
+    ImageDraw.Draw(strip).text((pad - left, pad - top), text, fill=(0, 0, 0), font=face)
+    return torch.from_numpy(np.asarray(strip).copy()).permute(2, 0, 1)
 
 
 def _tile(dataset, index: int, size: tuple[int, int]) -> torch.Tensor:
     image, target = dataset[index]
-    image, boxes = _fit(to_uint8(image), target["boxes"], *size)
+    image, boxes = enlarge(to_uint8(image), target["boxes"], *size)
     names = dataset.category_names
     labels = target["labels"].tolist()
-    return draw(image, boxes, labels, [names[k - 1] for k in labels], width=2)
+    return draw(image, boxes, labels, [names[k - 1] for k in labels])
+
+
+def _titled(tile: torch.Tensor, text: str) -> torch.Tensor:
+    """``tile`` under a caption that says which boxes it shows."""
+    return torch.cat([caption(text, tile.shape[2], font_size(tile)), tile], dim=1)
 
 
 def pick(n_images: int, n: int) -> list[int]:
@@ -273,12 +374,14 @@ def show_split(
     out_path: str | Path,
     n: int = 16,
     min_size: float = 1.0,
-    tile: tuple[int, int] = (256, 480),
+    tile: tuple[int, int] = (READABLE_SHORT, 768),
 ) -> dict[str, Any]:
     """Draw ``n`` images of a split with their boxes into one PNG grid at ``out_path``.
 
-    Where the split has clean annotations that differ (a noisy synthetic train split),
-    each tile is the image with its noisy boxes beside the same image with the clean ones.
+    Each image is drawn with its short side at least ``tile[0]`` and its long side at most
+    ``tile[1]`` px (:func:`enlarge`). Where the split has clean annotations that differ (a
+    noisy synthetic train split), each tile is the image with its noisy (training) boxes
+    beside the same image with the clean ones, each half under a caption that says which.
     Returns ``{"path", "images", "paired", "clean_ann"}``.
     """
     from PIL import Image
@@ -295,8 +398,15 @@ def show_split(
         t = _tile(noisy, i, tile)
         if clean is not None:
             j = clean.ids.index(noisy.ids[i])
-            gap = torch.full((3, t.shape[1], 3), 255, dtype=torch.uint8)
-            t = torch.cat([t, gap, _tile(clean, j, tile)], dim=2)
+            right = _titled(_tile(clean, j, tile), CLEAN_CAPTION)
+            t = _titled(t, NOISY_CAPTION)
+            height = max(t.shape[1], right.shape[1])
+            t, right = (
+                torch.nn.functional.pad(x, (0, 0, 0, height - x.shape[1]), value=255)
+                for x in (t, right)
+            )
+            gap = torch.full((3, height, 6), 255, dtype=torch.uint8)
+            t = torch.cat([t, gap, right], dim=2)
         tiles.append(t)
     h = max(t.shape[1] for t in tiles)
     w = max(t.shape[2] for t in tiles)
@@ -319,10 +429,13 @@ def show_split(
 __all__ = [
     "CLASS_AP_CSV",
     "PR_PNG",
+    "READABLE_SHORT",
     "class_ap",
     "colour",
     "draw",
+    "enlarge",
     "pick",
+    "picture",
     "pr_figure",
     "rich_class_table",
     "show_split",

@@ -2,17 +2,22 @@
 
 :func:`load_run` rebuilds the model a checkpoint was trained with from the config stored
 in it (weights by name or path are not needed: the checkpoint holds every tensor) and
-checks the architecture as ``detect evaluate`` does (:mod:`.checkpoint`).
+checks the architecture as ``detect evaluate`` does (:mod:`.checkpoint`). Hydra overrides
+change that config as they do for ``detect evaluate`` (:func:`.runs.checkpoint_config`),
+limited to what prediction reads (:func:`check_overrides`): ``detect.model.*`` (e.g. its
+``score_thresh`` or ``min_size``; a change of architecture is refused), ``detect.device``
+and ``data.*`` (where older checkpoints find their class names).
 :func:`predict_images` runs it: ``detections.json`` holds COCO results rows
 (``image_id`` where ``ann`` lists the image, else ``file_name``; ``bbox`` as
-``[x, y, w, h]`` pixels), and each image is drawn with its boxes, class names and scores
-(``torchvision.utils.draw_bounding_boxes``).
+``[x, y, w, h]`` pixels of the image as read), and each image is drawn with its boxes, class
+names and scores at a readable size (:func:`.pictures.picture`). An unreadable image is an
+InputError, or, with ``on_unreadable``, reported and skipped while the rest are predicted.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,16 +75,84 @@ def _categories(state: dict[str, Any], config: dict[str, Any], n: int) -> list[d
     return sorted((dict(c) for c in cats), key=lambda c: c["id"])
 
 
-def load_run(checkpoint: str | Path, device: str | torch.device = "auto") -> Run:
-    """The model of a huberkl ``checkpoint.pt`` (or its run folder), in eval mode on ``device``."""
+# What prediction reads of a run's config: overrides of anything else are refused.
+PREDICT_OVERRIDES = ("detect.model", "detect.device", "data")
+
+
+def check_overrides(overrides: Sequence[str]) -> list[str]:
+    """The keys (or groups) ``overrides`` set, after refusing those prediction does not read.
+
+    ``params`` is refused on its own terms: its box coder decodes the trained regression
+    outputs, so another preset would read them in other units.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException as exc:
+        raise InputError(f"bad override: {str(exc).strip().splitlines()[0]}") from None
+    keys = []
+    for o in parsed:
+        key = o.key_or_group.replace("/", ".")
+        if key == "params" or key.startswith("params."):
+            raise InputError(
+                f"{o.input_line}: predict keeps the checkpoint's params (its box coder decodes "
+                "the trained outputs)"
+            )
+        if key != "detect" and not any(
+            key == p or key.startswith(p + ".") for p in PREDICT_OVERRIDES
+        ):
+            raise InputError(
+                f"{o.input_line}: not read by predict; it takes detect.model.*, detect.device "
+                "and data.* overrides (e.g. detect.model.score_thresh=0.3 detect.device=cpu)"
+            )
+        keys.append(key)
+    return keys
+
+
+def run_config(state: dict[str, Any], overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The checkpoint's resolved config with ``overrides`` on top (as ``detect evaluate``),
+    after :func:`check_overrides`."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from huberkl import schema
+    from huberkl.detect import runs
+
+    check_overrides(overrides)
+    if not overrides:
+        return state.get("config")  # type: ignore[return-value]
+    cfg = runs.checkpoint_config(state, overrides)
+    try:
+        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+    except OmegaConfBaseException as exc:
+        raise InputError(schema.describe(exc, overrides)) from None
+
+
+def load_run(
+    checkpoint: str | Path, device: str | torch.device = "auto", overrides: Sequence[str] = ()
+) -> Run:
+    """The model of a huberkl ``checkpoint.pt`` (or its run folder), in eval mode on ``device``.
+
+    ``overrides`` (Hydra ``key=value``) change the stored config first; ``detect.device``
+    among them picks the device where ``device`` is ``auto``.
+    """
     from huberkl.detect.models import build_from_checkpoint
     from huberkl.params import Preset
 
     path = Path(checkpoint)
+    keys = check_overrides(overrides)  # before the checkpoint is read: cheap errors first
     state = ckpt.read_checkpoint(path)
-    config = state.get("config")
-    if not isinstance(config, dict) or not isinstance(config.get("detect"), dict):
+    stored = state.get("config")
+    if not isinstance(stored, dict) or not isinstance(stored.get("detect"), dict):
         raise InputError(f"checkpoint {path} is not a huberkl detect checkpoint (no run config)")
+    config = run_config(state, overrides)
+    if any(k in ("detect", "detect.device") for k in keys):
+        wanted = str(config["detect"].get("device", "auto"))
+        if str(device) != "auto" and wanted not in ("auto", str(device)):
+            raise InputError(f"--device {device} and detect.device={wanted}: give one of them")
+        device = device if str(device) != "auto" else wanted
     num_classes = int(state["arch"]["num_classes"])
     params = Preset.from_mapping(config["params"])
     model = build_from_checkpoint(config["detect"]["model"], params, num_classes, state, path)
@@ -146,10 +219,16 @@ def predict_images(
     score: float = 0.5,
     ann_file: str | Path | None = None,
     batch_size: int = 4,
+    on_unreadable: Callable[[Path, str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Detections with score >= ``score`` on every image; with ``out_dir``, write
-    ``detections.json`` and ``images/<file>`` drawn with boxes, names and scores."""
-    from huberkl.detect.pictures import draw, to_uint8
+    ``detections.json`` and ``images/<file>`` drawn with boxes, names and scores.
+
+    An image that cannot be read raises the InputError, or, with ``on_unreadable``, is
+    passed to it with the one-line message and skipped: one bad file in a folder of
+    photos then costs that file, not the batch.
+    """
+    from huberkl.detect.pictures import picture
 
     if not 0.0 <= score <= 1.0:
         raise InputError(f"--score must be in [0, 1], got {score}")
@@ -163,8 +242,18 @@ def predict_images(
     rows: list[dict[str, Any]] = []
     used: set[str] = set()
     for start in range(0, len(files), batch_size):
-        batch = files[start : start + batch_size]
-        images = [read_image(f) for f in batch]
+        batch, images = [], []
+        for f in files[start : start + batch_size]:
+            try:
+                images.append(read_image(f))
+            except InputError as exc:
+                if on_unreadable is None:
+                    raise
+                on_unreadable(f, str(exc))
+                continue
+            batch.append(f)
+        if not batch:
+            continue
         outputs = run.model([im.to(run.device) for im in images])
         for f, image, det in zip(batch, images, outputs, strict=True):
             keep = det["scores"] >= score
@@ -185,8 +274,7 @@ def predict_images(
                 )
             if out is not None:
                 texts = [f"{run.names[k - 1]} {s:.2f}" for k, s in zip(labels, scores, strict=True)]
-                width = max(2, round(min(image.shape[-2:]) / 240))
-                drawn = draw(to_uint8(image), boxes, labels, texts, width=width)
+                drawn = picture(image, boxes, labels, texts)
                 Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(
                     out / DRAWN / _out_name(f, used)
                 )
@@ -195,4 +283,12 @@ def predict_images(
     return rows
 
 
-__all__ = ["DETECTIONS", "IMAGE_SUFFIXES", "Run", "find_images", "load_run", "predict_images"]
+__all__ = [
+    "DETECTIONS",
+    "IMAGE_SUFFIXES",
+    "Run",
+    "check_overrides",
+    "find_images",
+    "load_run",
+    "predict_images",
+]

@@ -1,6 +1,8 @@
 """What a run folder holds, and what may change when a run continues.
 
-Resuming means "continue this run": the settings that define what is trained (the seed, the
+Resuming means "continue this run", so it starts from the run's own config, kept in its
+checkpoint (:func:`resume_config`): ``huberkl detect --out RUN detect.resume=true`` needs no
+override typed again. The settings that define what is trained (the seed, the
 ``params`` box-loss preset, the data, the model, the optimiser, the batch) must be those the
 checkpoint was trained with, or the resume is refused naming the keys. The length and shape
 of the learning-rate schedule (``detect.iters``, ``detect.schedule.*``) may change and are
@@ -75,8 +77,14 @@ def _fmt(v: Any) -> str:
     return "null" if v is None else str(v)
 
 
-def describe(diff: Mapping[str, tuple[Any, Any]]) -> str:
-    return "; ".join(f"{k}: {_fmt(a)} -> {_fmt(b)}" for k, (a, b) in diff.items())
+def describe(diff: Mapping[str, tuple[Any, Any]], limit: int | None = None) -> str:
+    """``key: old -> new; ...``; past ``limit`` keys, ``and N more`` (a message stays short)."""
+    items = list(diff.items())
+    shown = items if limit is None else items[:limit]
+    text = "; ".join(f"{k}: {_fmt(a)} -> {_fmt(b)}" for k, (a, b) in shown)
+    if len(items) > len(shown):
+        text += f"; and {len(items) - len(shown)} more"
+    return text
 
 
 def holds_run(out_dir: Path) -> bool:
@@ -88,13 +96,17 @@ def find_resume(resume: Any, out_dir: Path) -> Path | None:
     """``detect.resume``: false, true (this run's folder) or a checkpoint file or folder."""
     if resume is None or resume is False or str(resume).lower() in ("false", "no", "0", ""):
         return None
-    path = (
-        out_dir if resume is True or str(resume).lower() in ("true", "yes", "1") else Path(resume)
-    )
-    if path.is_dir():
-        path = path / CHECKPOINT
+    if resume is True or str(resume).lower() in ("true", "yes", "1"):
+        path = Path(out_dir) / CHECKPOINT
+    else:
+        path = Path(resume)
+        if path.is_dir():
+            path = path / CHECKPOINT
     if not path.is_file():
-        raise InputError(f"detect.resume: no checkpoint at {path}")
+        raise InputError(
+            f"detect.resume: no checkpoint at {path}; a run stopped before its first "
+            "checkpoint starts again without detect.resume"
+        )
     return path
 
 
@@ -107,7 +119,7 @@ def check_continuation(
     if refused:
         raise InputError(
             f"detect.resume: {path} was trained with other settings; a resumed run must keep "
-            f"them ({describe(refused)}); start a new run with another --out instead"
+            f"them ({describe(refused, limit=4)}); start a new run with another --out instead"
         )
     return diff
 
@@ -131,6 +143,29 @@ def check_out_dir(cfg: DictConfig, out_dir: Path) -> Path | None:
     state = ckpt.read_checkpoint(path, mmap=True)
     check_continuation(state.get("config", {}), OmegaConf.to_container(cfg, resolve=True), path)
     return path
+
+
+def resume_config(cfg: DictConfig, out_dir: Path, overrides: Sequence[str] = ()) -> DictConfig:
+    """The config a resumed run continues with: its checkpoint's own, ``overrides`` on top.
+
+    So ``huberkl detect --out RUN detect.resume=true``, as a stopped run prints it, continues
+    RUN as it was started, without its overrides typed again. Overrides given with it may
+    change the schedule (``detect.iters``, ``detect.schedule.*``: honoured) and how the run
+    is carried out (threads, workers, device, checkpoints, evaluation); a run-defining one
+    that differs from the run's is refused, naming only the keys it changed. Without
+    ``detect.resume``, or for a checkpoint that holds no config, ``cfg`` is returned as is.
+    """
+    from huberkl.detect import checkpoint as ckpt
+
+    path = find_resume(cfg.detect.get("resume"), out_dir)
+    if path is None:
+        return cfg
+    state = ckpt.read_checkpoint(path, mmap=True)
+    if not (state.get("config_source") or state.get("config")):
+        return cfg  # an old checkpoint: the overrides must say everything, as they did
+    resumed = checkpoint_config(state, overrides)
+    check_continuation(state.get("config", {}), OmegaConf.to_container(resumed, resolve=True), path)
+    return resumed
 
 
 def find_matching_run(cfg: DictConfig, root: Path) -> Path:

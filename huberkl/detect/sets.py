@@ -52,6 +52,20 @@ def describe_noise(info: Mapping[str, Any]) -> str:
     return " ".join(f"{k}={_fmt(v)}" for k, v in noise.items()) or "no noise recorded"
 
 
+def brief_noise(info: Mapping[str, Any]) -> str:
+    """``noise=laplace noise_scale=0.05``, ``noise=laplace targets 0.05/0.05/0.1/0.1``: the
+    set's noise in a few words for the run's ``data:`` line (``info`` holds the rest)."""
+    noise = info.get("noise")
+    if noise is None:
+        return "no noise recorded"
+    if noise == "none":
+        return "noise=none"
+    scales = info.get("noise_scales")
+    if info.get("noise_model") == "targets" and isinstance(scales, Mapping):
+        return f"noise={noise} targets {'/'.join(f'{float(v):g}' for v in scales.values())}"
+    return f"noise={noise} noise_scale={_fmt(info.get('noise_scale'))}"
+
+
 def differences(info: Mapping[str, Any], synth_cfg: Mapping[str, Any]) -> dict[str, tuple]:
     """``data.synth`` keys whose value differs from what the set on disk records.
 
@@ -89,13 +103,22 @@ def check_new_set(root: str | Path, force: bool = False) -> None:
     """Refuse to write a set where one is already (``huberkl data synth`` without ``--force``).
 
     A user's noisy set is data: overwriting it by re-running a command with other arguments
-    loses it. Files that are not part of a set (``stdout.txt`` of a reproduction step) are
-    left alone and do not count.
+    loses it. An incomplete set (``images/`` without annotations, from an interrupted run
+    of an older version) is refused too, so that stale images never end up beside a new
+    set. Files that are not part of a set (``stdout.txt`` of a reproduction step) are left
+    alone and do not count.
     """
     from huberkl.detect.synth import layout
 
     paths = layout(root)
     held = [p for p in (paths["train_ann"], paths["val_ann"]) if p.is_file()]
+    part = [n for n in ("images", "annotations") if (paths["root"] / n).exists()]
+    if part and not held and not force:
+        raise InputError(
+            f"--out {paths['root']} holds an incomplete set ({'/, '.join(part)}/ but no "
+            "annotations/instances_train.json, as an interrupted run left it); give a new "
+            "folder, or --force to replace it"
+        )
     if held and not force:
         info = read_info(held[0])
         brief = {k: info[k] for k in ("noise_model", "noise", "noise_scale") if k in info}
@@ -127,11 +150,12 @@ def ensure_dataset(data_cfg: DictConfig, say: Callable[[str], None] | None = Non
         info = read_info(train_ann)
         diff = differences(info, synth_cfg)
         record |= {"source": "on disk", "info": info, "differs_from_config": sorted(diff)}
-        if say is not None:
-            line = f"data: {data_cfg.root} holds a set with {describe_noise(info)}"
-            if diff:
-                said = " ".join(f"{k}={_fmt(b)}" for k, (_, b) in diff.items())
-                line += f"; training on it, not on data.synth ({said})"
+        if say is not None:  # one short line; run.json keeps the whole info (record above)
+            line = f"data: {data_cfg.root} (synthetic, {brief_noise(info)})"
+            if diff:  # the noise keys first; the full list is in run.json
+                keys = sorted(diff, key=lambda k: not str(k).startswith("noise"))
+                more = f", +{len(keys) - 3} more" if len(keys) > 3 else ""
+                line += f"; trains on it (data.synth differs: {', '.join(keys[:3])}{more})"
             say(line)
         return record
     root = Path(data_cfg.root)

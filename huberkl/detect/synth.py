@@ -17,12 +17,19 @@ Layout (COCO)::
     DIR/annotations/instances_train.json  (noisy boxes when noise != "none")
     DIR/annotations/instances_train_clean.json
     DIR/annotations/instances_val.json    (always clean)
+
+The set is drawn in a hidden folder beside DIR and moved into place once complete, so an
+interrupted run never leaves a partial set in DIR (:func:`synthesize`).
 """
 
 from __future__ import annotations
 
 import colorsys
+import glob
 import math
+import os
+import secrets
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -354,6 +361,91 @@ def synthesize(
     args = check_args(
         images, size, seed, noise, noise_scale, val_images, noise_model, noise_scales, copies
     )
+    root = Path(out_dir)
+    tmp = _temp_beside(root)
+    try:
+        _write_set(tmp, args, progress)
+        _move_into_place(tmp, root)
+    finally:
+        if tmp.exists():  # interrupted or failed: the half-written set goes
+            shutil.rmtree(tmp, ignore_errors=True)
+    paths = layout(out_dir)
+    for k in range(2, args["copies"] + 1):
+        paths[f"train_ann_copy{k}"] = copy_path(paths, k)
+    return paths
+
+
+# A set is written to ``.<name>.synth-<pid>-<random>`` beside its folder, then moved into
+# place: an interrupted run (Ctrl-C, a kill, a full disk) never leaves images without
+# annotations where a set is looked for, nor mixes its images with an older set's.
+_TEMP = ".{name}.synth-"
+
+
+def _temp_beside(root: Path) -> Path:
+    """A new empty folder beside ``root`` (same file system, so the move is a rename)."""
+    where = root.absolute()
+    prefix = _TEMP.format(name=where.name)
+    try:
+        where.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale(where)
+        while True:
+            tmp = where.parent / f"{prefix}{os.getpid()}-{secrets.token_hex(4)}"
+            try:
+                tmp.mkdir()  # not mkdtemp: the set keeps the usual permissions (umask)
+                return tmp
+            except FileExistsError:
+                continue
+    except OSError as exc:
+        raise InputError(f"{root}: cannot write a set there ({exc.strerror or exc})") from None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, another user's
+        return True
+    return True
+
+
+def _remove_stale(where: Path) -> None:
+    """Remove the temporary folders that killed runs into ``where`` left beside it."""
+    prefix = _TEMP.format(name=where.name)
+    for old in where.parent.glob(f"{glob.escape(prefix)}*"):
+        pid = old.name[len(prefix) :].split("-", 1)[0]
+        if old.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _move_into_place(tmp: Path, root: Path) -> None:
+    """Make the complete set in ``tmp`` the set in ``root``.
+
+    A missing ``root`` is made by one rename. An existing folder (perhaps the working
+    directory, which must stay where it is) gets the set's two folders and keeps its other
+    files (a reproduction step's ``stdout.txt``); an old set replaced with ``--force`` loses
+    its ``annotations`` first and the new ones come last, so that at no moment does the
+    folder hold annotations beside images of another set.
+    """
+    if not (root.exists() or root.is_symlink()):
+        os.rename(tmp, root)
+        return
+    _remove(root / "annotations")
+    for name in ("images", "annotations"):  # the annotations last
+        _remove(root / name)
+        os.rename(tmp / name, root / name)
+    tmp.rmdir()
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def _write_set(out_dir: Path, args: dict, progress: Callable[[int], None] | None) -> None:
+    """Draw the images and write the annotations of the set ``args`` into ``out_dir``."""
     images, size, seed, val_images = args["images"], args["size"], args["seed"], args["val_images"]
     paths = layout(out_dir)
     for key in ("train_images", "val_images"):
@@ -402,9 +494,6 @@ def synthesize(
         noisy_anns, noisy_info = _noisy_copy(train_anns, args, k)
         path = paths["train_ann"] if k == 1 else copy_path(paths, k)
         _write_ann(path, _coco({**info, **noisy_info}, train_rows, noisy_anns))
-        if k > 1:
-            paths[f"train_ann_copy{k}"] = path
-    return paths
 
 
 def copy_path(paths: dict[str, Path], k: int) -> Path:
