@@ -164,9 +164,12 @@ def build_steps(plan: DictConfig, root: Path) -> list[Step]:
             )
         )
     nproc = _nproc(s.detect.get("nproc", 1))
+    pretrained = pretrain_steps(plan, root, nproc)
+    steps += [st for st in pretrained.values() if st.name == PRETEXT]
     for run in s.detect.runs:
         count = run.get("seeds")
         for seed in s.detect.seeds[:count] if count is not None else s.detect.seeds:
+            start, after = starts_from(pretrained, root, int(seed))
             steps.append(
                 Step(
                     f"{run.name}-s{seed}",
@@ -175,6 +178,7 @@ def build_steps(plan: DictConfig, root: Path) -> list[Step]:
                         f"detect={s.detect.configs[run.arch]}",
                         *data_overrides,
                         *s.detect.common,
+                        *start,
                         *run.overrides,
                         f"seed={seed}",
                     ],
@@ -184,9 +188,67 @@ def build_steps(plan: DictConfig, root: Path) -> list[Step]:
                     setting=str(run.name),
                     seed=int(seed),
                     part=str(run.get("part", "tables")),
+                    after=after,
                 )
             )
-    return [*steps, *curve_steps(plan, steps)]
+    pre = [st for st in pretrained.values() if st.name != PRETEXT]
+    return [*_ordered(steps, pre), *curve_steps(plan, steps)]
+
+
+PRETEXT = "pretext"  # the pretext set's step; its runs are pretrain-s<seed>
+
+
+def _ordered(steps: list[Step], pre: list[Step]) -> list[Step]:
+    """The pretraining runs just before the first detection run (they come first)."""
+    first = next((i for i, st in enumerate(steps) if st.seed is not None), len(steps))
+    return [*steps[:first], *pre, *steps[first:]]
+
+
+def plan_seeds(plan: DictConfig) -> list[int]:
+    """Every seed a detection run of the plan uses (tables, curve, sweep)."""
+    s = plan.scale
+    seeds = [*s.detect.seeds, *s.sweep.seeds, *(s.curve.seeds if s.curve.runs else [])]
+    return sorted({int(k) for k in seeds})
+
+
+def pretrain_steps(plan: DictConfig, root: Path, nproc: int = 1) -> dict[str, Step]:
+    """The pretext set and one pretraining run per seed (none without ``scale.pretrain.synth``
+    or on COCO, whose detectors start from ImageNet weights instead)."""
+    s = plan.scale
+    pt = s.get("pretrain")
+    if pt is None or not pt.synth or plan.get("coco"):
+        return {}
+    pretext = Step(PRETEXT, ["data", "synth"], overrides=list(pt.synth), title="Pretext set")
+    out = {PRETEXT: pretext}
+    for seed in plan_seeds(plan):
+        out[f"pretrain-s{seed}"] = Step(
+            f"pretrain-s{seed}",
+            ["detect", "train"],
+            overrides=[
+                f"detect={s.detect.configs[pt.arch]}",
+                f"data.root={root / PRETEXT}",
+                *pt.synth,
+                *s.detect.common,
+                *pt.overrides,
+                f"seed={seed}",
+            ],
+            resumable=True,
+            nproc=nproc,
+            title=f"Backbone pretraining on the pretext set, seed {seed}",
+            part="pretrain",
+            after=pretext,
+        )
+    return out
+
+
+def starts_from(
+    pretrained: dict[str, Step], root: Path, seed: int
+) -> tuple[list[str], Step | None]:
+    """The override that starts a seed's run from its pretrained backbone, and that step."""
+    step = pretrained.get(f"pretrain-s{seed}")
+    if step is None:
+        return [], None
+    return [f"detect.model.backbone_init={root / step.name / 'checkpoint.pt'}"], step
 
 
 def schedule_length(plan: DictConfig, arch: str) -> int:
@@ -235,6 +297,7 @@ def curve_steps(plan: DictConfig, steps: Sequence[Step]) -> list[Step]:
                         setting=f"{name}-x{m:g}",
                         seed=int(seed),
                         part="curves",
+                        after=like.after,
                     )
                 )
     return out
@@ -299,6 +362,7 @@ def sweep_steps(plan: DictConfig, root: Path, steps: Sequence[Step]) -> list[Ste
 
     s = plan.scale
     by_overrides = {tuple(st.overrides): st for st in steps if st.seed is not None}
+    pretrained = {st.name: st for st in steps if st.part == "pretrain"}
     out = []
     for scale, name, synth in sweep_sets(plan):
         preset_file = matched_preset(root, scale)
@@ -312,11 +376,13 @@ def sweep_steps(plan: DictConfig, root: Path, steps: Sequence[Step]) -> list[Ste
         for variant, params in variants:
             setting = f"sweep-{scale:g}-{variant}"
             for seed in s.sweep.seeds:
+                start, after = starts_from(pretrained, root, int(seed))
                 overrides = [
                     f"detect={s.detect.configs[s.sweep.arch]}",
                     f"data.root={root / name}",
                     *synth,
                     *s.detect.common,
+                    *start,
                     *params,
                     f"seed={seed}",
                 ]
@@ -334,6 +400,7 @@ def sweep_steps(plan: DictConfig, root: Path, steps: Sequence[Step]) -> list[Ste
                         setting=setting,
                         seed=int(seed),
                         part="sweep",
+                        after=after,
                     )
                 )
     return out

@@ -153,6 +153,21 @@ def _run_parallel(todo: list[tuple[Step, Path, str]], jobs: int, console) -> Non
         raise RuntimeError(failed[0])
 
 
+def train(todo: list[tuple[Step, Path, str]], jobs: int, console) -> None:
+    """The training runs left: first the backbone pretraining that some of them start from
+    (only those: a pretraining run whose runs are all done is not needed), then the rest."""
+    needed = {st.after.name for st, _, _ in todo if st.after is not None}
+    pre = [job for job in todo if job[0].part == "pretrain" and job[0].name in needed]
+    runs = [job for job in todo if job[0].part != "pretrain"]
+    # Seed-major: every setting's seed 0 first, so that a stopped run leaves complete
+    # pairs of the first seeds rather than every seed of the first settings.
+    runs.sort(key=lambda job: job[0].seed if job[0].seed is not None else -1)
+    for batch, what in ((pre, "backbone pretraining runs"), (runs, "training runs")):
+        if batch:
+            console.rule(f"{len(batch)} {what}, {jobs} at a time (logs: <run>/stdout.txt)")
+            _run_parallel(batch, jobs, console)
+
+
 def check_part(part: str | None) -> None:
     from huberkl.errors import InputError
     from huberkl.schema import PARTS
@@ -202,8 +217,8 @@ def reproduce(
             if part is not None and step.seed is not None and step.part != part:
                 skipped.append(step.name)
                 continue
-            if step.resumable and jobs > 1:
-                parallel.append((step, out, key))  # training runs: independent, run below
+            if step.resumable:
+                parallel.append((step, out, key))  # training runs: run below, jobs at a time
                 continue
             console.rule(f"[{i}/{total}] {step.name}: {step.title}")
             run_step(step, out, key, console.print)
@@ -215,12 +230,7 @@ def reproduce(
     visit(sweep, len(steps) - len(sweep) + 1, len(steps))
     if skipped:
         console.print(f"{len(skipped)} training runs of other parts not run (--part {part})")
-    if parallel:
-        # Seed-major: every setting's seed 0 first, so that a stopped run leaves complete
-        # pairs of the first seeds rather than every seed of the first settings.
-        parallel.sort(key=lambda job: job[0].seed if job[0].seed is not None else -1)
-        console.rule(f"{len(parallel)} training runs, {jobs} at a time (logs: <run>/stdout.txt)")
-        _run_parallel(parallel, jobs, console)
+    train(parallel, jobs, console)
     from huberkl.report import build_report
 
     report = build_report(root, steps, plan, elapsed=time.perf_counter() - t0)

@@ -403,6 +403,17 @@ class ScaleRun:
 
 
 @dataclass
+class ScalePretrain:
+    """A backbone per seed, pretrained on a pretext set and shared by every setting of that
+    seed, as ImageNet is in the paper: each detection run starts from it
+    (``detect.model.backbone_init``); only its heads start from scratch."""
+
+    synth: list[str] = field(default_factory=list)  # the pretext set's overrides; []: none
+    arch: str = "faster_rcnn"  # whose protocol config it trains with
+    overrides: list[str] = field(default_factory=list)  # of its training run
+
+
+@dataclass
 class ScaleCurve:
     """The learning curve: some settings also trained at other multiples of their
     schedule (``detect.iters``), paired by seed with the tables' runs (multiple 1)."""
@@ -450,6 +461,7 @@ class ScaleSchema:
     synth: list[str] = field(default_factory=list)
     detect: ScaleDetect = field(default_factory=ScaleDetect)
     curve: ScaleCurve = field(default_factory=ScaleCurve)
+    pretrain: ScalePretrain = field(default_factory=ScalePretrain)
     sweep: ScaleSweep = field(default_factory=ScaleSweep)
 
     def __post_init__(self) -> None:

@@ -207,7 +207,7 @@ def test_a_really_read_only_folder_as_an_ordinary_user():
 
 
 def test_refusals_leave_no_half_made_folder(data_root, trained, tmp_path, monkeypatch, capsys):
-    """The issue's list: noise, evaluate, detect and data show refusing their input."""
+    """The issue's list: noise, evaluate, detect, predict and data show refusing their input."""
     monkeypatch.chdir(tmp_path)
     mine = tmp_path / "mine"  # not a set: the trainer refuses to synthesise into it
     mine.mkdir()
@@ -217,6 +217,15 @@ def test_refusals_leave_no_half_made_folder(data_root, trained, tmp_path, monkey
         "detect": ["detect", f"data.root={mine}", *TINY],
         "evaluate": ["detect", "evaluate", "--checkpoint", str(trained), f"data.root={mine}"],
         "show": ["data", "show", f"data.root={tmp_path / 'nowhere'}"],
+        "predict": [
+            "detect",
+            "predict",
+            str(data_root / "images" / "val" / "000001.png"),
+            "--checkpoint",
+            str(trained),
+            "--ann",
+            str(tmp_path / "no-such-ann.json"),
+        ],
     }
     before = tree(tmp_path)
     for name, args in cases.items():
@@ -431,3 +440,13 @@ def test_report_never_empties_a_users_folder_given_as_reference(tmp_path, monkey
     line = one_error_line(err)
     assert code == 2 and str(papers) in line and "report.md" in line
     assert tree(tmp_path) == before
+
+
+def test_summarize_refuses_an_unwritable_out(tmp_path, monkeypatch, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("keep", encoding="utf-8")
+    code, _, err = run(
+        monkeypatch, capsys, "detect", "summarize", str(tmp_path), "--out", str(afile)
+    )
+    assert code == 2 and str(afile) in one_error_line(err)
+    assert afile.read_text(encoding="utf-8") == "keep"

@@ -284,15 +284,16 @@ def predict(
         typer.echo(config.to_yaml(OmegaConf.create(run_config(state, overrides))), nl=False)
         raise typer.Exit(0)
     run = load_run(checkpoint, device, overrides)
-    out_dir = config.run_dir("detect-predict", out)
-    config.save_run(OmegaConf.create(run.config), out_dir, "detect predict", overrides)
     skipped: list[Path] = []
 
     def skip(path: Path, message: str) -> None:
         skipped.append(path)
         typer.echo(f"error: {message}; skipped", err=True)
 
-    rows = predict_images(run, paths, out_dir, score=score, ann_file=ann, on_unreadable=skip)
+    with config.undo_on_refusal():  # e.g. a bad --ann: no folder is left behind
+        out_dir = config.run_dir("detect-predict", out)
+        config.save_run(OmegaConf.create(run.config), out_dir, "detect predict", overrides)
+        rows = predict_images(run, paths, out_dir, score=score, ann_file=ann, on_unreadable=skip)
     unread = f", {len(skipped)} unreadable image(s) skipped" if skipped else ""
     Console().print(
         f"{len(rows)} detections (score >= {score}){unread} -> {out_dir / DETECTIONS}, "

@@ -262,9 +262,11 @@ def rich_table(rows: Sequence[Row], title: str = ""):
 
 def summarize(root: str | Path, out_dir: str | Path | None = None) -> tuple[list[Row], Path]:
     """Collect the runs under ``root`` and write ``summary.csv`` and ``summary.md`` to ``out_dir``."""
+    from huberkl import config
+
     root = Path(root)
+    out = config.check_writable(out_dir if out_dir is not None else root)
     rows = collect(root)
-    out = Path(out_dir) if out_dir is not None else root
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.csv").write_text(to_csv(rows), encoding="utf-8")
     (out / "summary.md").write_text(to_markdown(rows), encoding="utf-8")
