@@ -176,3 +176,52 @@ def test_equivalence_margin_is_what_the_claims_state():
     assert f"{100 * det.EQUIVALENCE_MARGIN:g} point" in det.table5_claims()[0][0]
     iv = stats.t_interval([-0.002, -0.007, -0.004, -0.005])  # Table 5's kind of interval
     assert stats.verdict(iv, "not-worse", margin=det.EQUIVALENCE_MARGIN) == "supported"
+
+
+PRETRAIN = [
+    'scale.pretrain.synth=["data.synth.seed=1000","data.synth.noise=none"]',
+    'scale.pretrain.overrides=["params=implementation","detect.iters=30"]',
+]
+
+
+def test_every_run_of_a_seed_starts_from_that_seeds_pretrained_backbone(tmp_path):
+    p = plans.load_plan("cpu", overrides=PRETRAIN)
+    steps = plans.build_steps(p, tmp_path)
+    names = [s.name for s in steps]
+    pre = [n for n in names if n.startswith("pretrain-")]
+    assert pre == [f"pretrain-s{k}" for k in plans.plan_seeds(p)]
+    assert names.index("pretext") < names.index(pre[0]) < names.index("frcnn-publication-s0")
+    by = {s.name: s for s in steps}
+    for name in ("frcnn-exp-a-s2", "retinanet-exp-b-s1", "frcnn-implementation-x2-s1"):
+        st = by[name]
+        seed = st.seed
+        assert st.after is by[f"pretrain-s{seed}"]
+        init = tmp_path / f"pretrain-s{seed}" / "checkpoint.pt"
+        assert f"detect.model.backbone_init={init}" in st.overrides
+    # A new pretraining (another pretext) is another key for every run that starts from it.
+    other = plans.load_plan("cpu", overrides=[*PRETRAIN[:1], PRETRAIN[1].replace("30", "31")])
+    again = {s.name: s for s in plans.build_steps(other, tmp_path)}
+    assert again["frcnn-exp-a-s2"].key() != by["frcnn-exp-a-s2"].key()
+    # Without pretraining nothing changes: no pretext, no start override.
+    plain = plans.build_steps(plans.load_plan("cpu"), tmp_path)
+    assert not any(s.name.startswith(("pretext", "pretrain")) for s in plain)
+
+
+def test_only_the_pretraining_runs_still_needed_are_trained_first(monkeypatch):
+    batches: list[list[str]] = []
+    monkeypatch.setattr(
+        reproduce,
+        "_run_parallel",
+        lambda todo, jobs, c: batches.append([s.name for s, _, _ in todo]),
+    )
+    pre0 = plans.Step("pretrain-s0", ["detect"], part="pretrain")
+    pre1 = plans.Step("pretrain-s1", ["detect"], part="pretrain")
+    run = plans.Step("a-s0", ["detect"], seed=0, part="tables", after=pre0)
+    todo = [(pre0, Path("x"), "k"), (pre1, Path("y"), "k"), (run, Path("z"), "k")]
+
+    class Quiet:
+        def rule(self, *a):
+            pass
+
+    reproduce.train(todo, 2, Quiet())
+    assert batches == [["pretrain-s0"], ["a-s0"]]  # seed 1's runs are all done: not needed
