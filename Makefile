@@ -5,9 +5,21 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stamp-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 SCALE  ?= cpu
 COCO   ?=
+PART   ?=
 PYTEST_ARGS ?=
+# The numerics-heavy tests (losses, toy solvers/grid/data/theory, noise fits, stats,
+# params/interpret, input checks): `make test-paths` reruns them on two other math code
+# paths of this CPU, as another CPU would take them: MKL's conditional numerical
+# reproducibility mode (MKL_CBWR=COMPATIBLE) and ATen's non-vectorised kernels
+# (ATEN_CPU_CAPABILITY=default). Both are read when torch loads: one pytest process each.
+PATH_TESTS ?= tests/test_losses.py tests/test_stats.py tests/test_toy_solvers.py \
+	tests/test_toy_grid.py tests/test_toy_data.py tests/test_toy_theory.py \
+	tests/test_toy_analysis.py tests/test_noise_families.py tests/test_noise_matching.py \
+	tests/test_noise_truncated_ci.py tests/test_noise_validation.py tests/test_params.py \
+	tests/test_interpret.py tests/test_figure1.py \
+	tests/test_cli.py::test_input_checks_raise_input_error
 
-.PHONY: setup test test-slow lint bench reproduce clean
+.PHONY: setup test test-paths test-slow lint bench reproduce clean
 
 setup: $(STAMP)
 
@@ -21,6 +33,10 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+test-paths: $(STAMP)
+	MKL_CBWR=COMPATIBLE $(BIN)/python -m pytest -q $(PATH_TESTS) $(PYTEST_ARGS)
+	ATEN_CPU_CAPABILITY=default $(BIN)/python -m pytest -q $(PATH_TESTS) $(PYTEST_ARGS)
+
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 
@@ -32,7 +48,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 reproduce: $(STAMP)
-	$(BIN)/python -m huberkl.reproduce --scale $(SCALE) $(if $(COCO),--coco $(COCO))
+	$(BIN)/python -m huberkl.reproduce --scale $(SCALE) $(if $(COCO),--coco $(COCO)) $(if $(PART),--part $(PART))
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,4 +1,5 @@
-"""The batched Huber solvers against scipy, float32 against float64, and GD's gap.
+"""The batched Huber solvers against scipy, float32 against float64, and GD's gap; which
+designs are refused as rank deficient, the same on every BLAS/LAPACK code path.
 
 The exact solver minimises Σ H_α(y − Aθ) (Eq. 4); ``scipy.optimize.least_squares`` with
 ``loss="huber", f_scale=α`` minimises the same sum (its cost per residual is exactly
@@ -18,8 +19,9 @@ import torch
 from scipy.optimize import least_squares
 from torch.testing import assert_close
 
+from huberkl.errors import InputError
 from huberkl.toy import reference, solvers
-from huberkl.toy.data import make_seed_data, sample_noise
+from huberkl.toy.data import legendre_basis, make_seed_data, sample_noise
 
 THETA = [6, -3, -25, 15, 20, -10]
 EPS32 = torch.finfo(torch.float32).eps
@@ -182,10 +184,13 @@ def test_float32_agrees_with_float64():
     assert_close(r32.loss, r64.loss, rtol=2e-5, atol=0)
     # the test RMSE (what the grid search ranks α by) to 1e-3 relative
     assert_close(d32.test_rmse(r32.theta), d64.test_rmse(r64.theta), rtol=1e-3, atol=0)
-    # and the α with the lowest test RMSE of every label row is the same
+    # and the α with the lowest float32 test RMSE of every label row is as good as float64's
+    # best within that tolerance (not the same index: two α whose RMSEs differ by less than
+    # float32 can resolve may swap places on another CPU or BLAS code path)
     best32 = d32.test_rmse(r32.theta).view(-1, 13).argmin(1)
-    best64 = d64.test_rmse(r64.theta).view(-1, 13).argmin(1)
-    assert torch.equal(best32, best64)
+    rmse64 = d64.test_rmse(r64.theta).view(-1, 13)
+    picked = rmse64.gather(1, best32[:, None])[:, 0]
+    assert bool((picked <= rmse64.amin(1) * (1 + 2e-3)).all())
 
 
 def test_same_inputs_layout_and_threads_give_the_same_bits():
@@ -339,3 +344,137 @@ def test_gd_update_matches_autograd_on_the_mean_huber_loss():
         (grad,) = torch.autograd.grad(loss, t)
         theta = theta - lr[:, None] * grad
     assert_close(got, theta, rtol=1e-10, atol=1e-10)
+
+
+# --------------------------------------------------------------------------- design rank
+# Whether a design is refused must not depend on the BLAS/LAPACK code path (MKL's AVX-512
+# Cholesky accepted the exactly singular float32 AᵀA of ones(3, 2)): ``make test-paths``
+# runs these under MKL_CBWR=COMPATIBLE and ATEN_CPU_CAPABILITY=default too.
+
+DTYPES = [torch.float32, torch.float64]
+
+
+def _normal(n: int, k: int, dtype: torch.dtype, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, k, generator=g, dtype=torch.float64).to(dtype)
+
+
+def _singular(case: str, dtype: torch.dtype) -> torch.Tensor:
+    if case == "ones":
+        return torch.ones(3, 2, dtype=dtype)
+    A = _normal(200, 4, torch.float64)
+    if case == "duplicate":
+        A[:, 3] = A[:, 1]
+    elif case == "zero":
+        A[:, 2] = 0
+    elif case == "combination":
+        A[:, 3] = 0.3 * A[:, 0] - 2.0 * A[:, 2]
+    elif case == "near-duplicate":  # 1e-9 relative: singular in float32 and in float64
+        A[:, 3] = A[:, 1] * (1 + 1e-9 * _normal(200, 1, torch.float64, seed=1)[:, 0])
+    elif case == "near-duplicate-1e-4":  # cond(AᵀA) ~ 1e8 > 1/eps: numerically singular in float32
+        A[:, 3] = A[:, 1] * (1 + 1e-4 * _normal(200, 1, torch.float64, seed=1)[:, 0])
+    return A.to(dtype)
+
+
+SINGULAR = [
+    (case, dtype)
+    for case in ("ones", "duplicate", "zero", "combination", "near-duplicate")
+    for dtype in DTYPES
+] + [("near-duplicate-1e-4", torch.float32)]
+
+
+@pytest.mark.parametrize(
+    ("case", "dtype"), SINGULAR, ids=[f"{c}-{str(d)[6:]}" for c, d in SINGULAR]
+)
+def test_rank_deficient_designs_are_refused(case, dtype):
+    A = _singular(case, dtype)
+    with pytest.raises(InputError) as err:
+        solvers.Design.from_matrix(A)
+    msg = str(err.value)
+    assert "\n" not in msg and "linearly independent columns" in msg
+    assert f"K={A.shape[1]}" in msg and ("zero column" in msg or str(dtype)[6:] in msg)
+    # one bad seed in a stack is enough, and it is named
+    stack = torch.stack([_normal(*A.shape, dtype, seed=2), A])
+    with pytest.raises(InputError, match="seed 1"):
+        solvers.Design.from_matrix(stack)
+
+
+def test_near_duplicate_column_is_accepted_in_float64_only():
+    A = _singular("near-duplicate-1e-4", torch.float64)
+    assert solvers.Design.from_matrix(A).k == 4
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_rank_is_refused_even_where_cholesky_reports_success(monkeypatch, dtype):
+    """The Xeon's failure: MKL's AVX-512 Cholesky of the singular float32 [[3, 3], [3, 3]]
+    returned info 0 with L[1, 1] = 3.3e-4. The verdict must not hang on ``info``."""
+    real = torch.linalg.cholesky_ex
+
+    def says_success(H, **kwargs):
+        eye = torch.eye(H.shape[-1], dtype=H.dtype)
+        L, _ = real(H + 1e-7 * H.diagonal(dim1=-2, dim2=-1).amax(-1)[..., None, None] * eye)
+        return L, torch.zeros(H.shape[:-2], dtype=torch.int32)
+
+    monkeypatch.setattr(torch.linalg, "cholesky_ex", says_success)
+    with pytest.raises(InputError, match="rank deficient"):
+        solvers.Design.from_matrix(torch.ones(3, 2, dtype=dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_well_conditioned_designs_are_accepted(dtype):
+    x = torch.from_numpy(np.random.default_rng(0).uniform(-2, 2, 10000))
+    legendre = legendre_basis(x, 8, 2.0).to(dtype)  # the toy's design
+    assert solvers.Design.from_matrix(legendre).k == 8
+    assert solvers.Design.from_matrix(torch.stack([legendre, legendre.flip(0)])).seeds == 2
+    for seed, (n, k) in enumerate([(1, 1), (2, 2), (8, 8), (50, 3), (300, 8), (10000, 12)]):
+        A = _normal(n, k, dtype, seed)
+        if n == k:  # a square random matrix may be ill-conditioned: make it diagonally dominant
+            A = A + 3 * k**0.5 * torch.eye(k, dtype=dtype)
+        assert solvers.Design.from_matrix(A).k == k
+    # the scale of a column does not matter (Cholesky and Newton steps do not see it)
+    scaled = _normal(300, 4, dtype) * torch.tensor([1e-3, 1.0, 1e3, 1e6], dtype=dtype)
+    assert solvers.Design.from_matrix(scaled).k == 4
+
+
+@pytest.mark.parametrize(
+    ("A", "needle"),
+    [
+        (torch.ones(1, 2), "fewer rows than columns"),
+        (torch.tensor([[1.0, float("nan")], [0.0, 1.0]]), "NaN or infinite"),
+        (torch.tensor([[1.0, float("inf")], [0.0, 1.0]]), "NaN or infinite"),
+    ],
+    ids=["N<K", "nan", "inf"],
+)
+def test_other_bad_designs_are_input_errors(A, needle):
+    with pytest.raises(InputError, match=needle):
+        solvers.Design.from_matrix(A)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_a_singular_hessian_is_never_the_true_one_whatever_cholesky_reports(monkeypatch, dtype):
+    """Fewer than K points in the quadratic zone: the fallback metric on every code path,
+    even where the factorisation of the singular Hessian reports success (MKL AVX-512)."""
+    d = make_seed_data(
+        ["laplace"], [1.0], 0, n=300, k=8, delta=2.0, theta=THETA, n_test=10, dtype=dtype
+    )
+    design = solvers.Design.from_matrix(d.A)
+    blocks = solvers._Blocks.of(design, 3)
+    u = torch.full((3, 300), 10.0, dtype=dtype)  # all outside ...
+    u[1, :5] = 0.5  # ... but 5 < K points inside
+    u[2] = 0.5  # all inside: the Gram matrix, well conditioned
+    inside = (u.abs() <= 1).to(dtype)
+    flat = blocks.mm(inside, blocks.products)
+    H, count = design.unpack(flat), flat[:, -1]
+    real = torch.linalg.cholesky_ex
+
+    def says_success(M, **kwargs):
+        eye = torch.eye(M.shape[-1], dtype=M.dtype)
+        L, _ = real(M + 1e-7 * M.diagonal(dim1=-2, dim2=-1).amax(-1)[..., None, None] * eye)
+        return L, torch.zeros(M.shape[:-2], dtype=torch.int32)
+
+    for patched in (False, True):
+        if patched:
+            monkeypatch.setattr(torch.linalg, "cholesky_ex", says_success)
+        L, exact = solvers._factor(design, blocks, H, u, count)
+        assert exact.tolist() == [False, False, True], patched
+        assert bool(torch.isfinite(L).all())

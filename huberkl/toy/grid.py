@@ -13,8 +13,9 @@ memory budget: ``mem_fraction`` of the free memory of a CUDA device, a fixed
 
 A fit's answer depends only on its own label row and α, but the chunking decides which fits
 share a matrix product, and BLAS may then add in another order: results agree within
-float32 rounding across chunk sizes and thread counts, and are bitwise equal for the same
-inputs, chunking, thread count and machine (both tested in ``tests/test_toy_grid.py``).
+float32 rounding across chunk sizes, thread counts and CPUs or BLAS code paths (MKL_CBWR,
+ATEN_CPU_CAPABILITY; ``make test-paths``), and are bitwise equal only for the same inputs,
+chunking, thread count, machine and code path (tested in ``tests/test_toy_grid.py``).
 """
 
 from __future__ import annotations

@@ -37,7 +37,9 @@ _MAD_TO_SIGMA = 1.4826
 # default in one run (float32, 1 thread) on three problems: "bench", the toy bench's 1032
 # fits (N = 10000, K = 8, waves from the robust start); "cold", the same fits each from
 # θ = 0; "small", 3 seeds × 120 fits with N = 300 and α in [1e-4, 1e-2] from θ = 0
-# (singular Hessians). Iteration and line-search counts are exact; time ratios come from a
+# (singular Hessians; its figures date from when a singular Hessian became one with fewer
+# than K points in the quadratic zone, not one whose factorisation reports failure, see
+# _factor). Iteration and line-search counts are exact; time ratios come from a
 # 2-core machine shared with other jobs and are good to about ±30 %. Rerun any of them
 # with ``python -m benchmarks.toy_constants`` (e.g. ``bench:_OVERSHOOT=0``).
 #
@@ -45,7 +47,8 @@ _MAD_TO_SIGMA = 1.4826
 # (``_ROUNDING·eps·‖Ad‖₁``) and below _SLOPE_TOL of the predicted decrease λ²: by convexity
 # F then rose by at most that much; a step that lands on the minimiser has slope 0 up to
 # rounding and must not be cut. No objective is evaluated for this. Measured: _SLOPE_TOL
-# 1e-2 or 1e-5 and _ROUNDING 1 or 64 left every count unchanged on all three problems, so
+# 1e-2 or 1e-5 and _ROUNDING 1 or 64 left every count unchanged on "bench" and "cold" and
+# moved "small" by at most 0.03 % in steps per fit (its converged share not at all), so
 # these are safety margins (rounding bound ×8, a 0.1 % rise of F), not speed settings.
 _SLOPE_TOL = 1e-3
 _ROUNDING = 8.0
@@ -65,13 +68,13 @@ _OVERSHOOT = 0.25
 # the same steps; 0.1 and 0.5 were within the noise of the time ratios.
 _COMPACT = 0.25
 # Most line-search trials per step (the last trial is taken). Measured: 5 trials leave 18 %
-# of the "cold" fits and 24 % of the "small" fits unconverged after 100 steps (none and
-# 13 % with 20); 60 trials: 11 % on "small", 39.3 steps per fit instead of 42.5.
+# of the "cold" fits unconverged after 100 steps (none with 20); on "small" 5, 20 and 60
+# trials leave 8.3 %, 8.9 % and 8.3 % unconverged (37.0, 37.1 and 36.6 steps per fit).
 _BACKTRACKS = 20
 # Weight of the IRLS terms ``1/|u|`` of the points outside the quadratic zone in the
 # fallback metric for a singular Hessian. Measured on "small": weight 1 (the plain IRLS
-# majoriser) takes 72.0 steps per fit instead of 42.5 and leaves 36 % unconverged after
-# 100 steps (13 % with 0.1); weight 0.01 takes 52.3 steps and leaves 16 %.
+# majoriser) takes 78.8 steps per fit instead of 37.1 and leaves 50 % unconverged after
+# 100 steps (8.9 % with 0.1); weight 0.01 takes 45.6 steps and leaves 10.6 %.
 _IRLS_WEIGHT = 0.1
 
 
@@ -82,6 +85,72 @@ def default_ftol(dtype: torch.dtype) -> float:
     objective moves θ by about 1e-5 of the noise scale (see ``tests/test_toy_solvers.py``).
     """
     return 1e-10 if dtype == torch.float32 else 1e-15
+
+
+# An accepted design has λ_min(Ĝ) > _RANK_MARGIN·K(K+1)·eps for its unit-diagonal Gram
+# matrix Ĝ: Cholesky of Ĝ (and of AᵀA, the same up to diagonal scaling) runs to completion
+# when λ_min(Ĝ) > K·γ_{K+1} ≈ K(K+1)·eps/2 (Demmel; Higham, Accuracy and Stability of
+# Numerical Algorithms, Thm 10.7); the margin (8x that) covers the rounding of forming AᵀA.
+# Below it, whether a factorisation reports success is decided by rounding, and differs
+# between BLAS/LAPACK code paths.
+_RANK_MARGIN = 4.0
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def rank_tolerance(k: int, dtype: torch.dtype) -> float:
+    """Smallest singular value a column-normalised (N, K) design of ``dtype`` must exceed."""
+    return (_RANK_MARGIN * k * (k + 1) * torch.finfo(dtype).eps) ** 0.5
+
+
+def check_full_rank(A: Tensor) -> None:
+    """Raise ``InputError`` unless every design of ``A`` (S, N, K) is numerically of full
+    column rank in its dtype.
+
+    Judged from the singular values of the design with unit-norm columns (so the scale of a
+    column does not matter: Cholesky and Newton steps do not see it), computed by an
+    orthogonal factorisation of ``A`` itself: their error is about eps·‖A‖, never squared
+    as in AᵀA, so an exactly singular design lands orders of magnitude below
+    :func:`rank_tolerance` on any code path. A factorisation's ``info`` is not used: for an
+    exactly singular float32 AᵀA, MKL's AVX-512 Cholesky can report success with a pivot at
+    rounding level.
+    """
+    s_n, n, k = A.shape
+    name = _dtype_name(A.dtype)
+    if not bool(torch.isfinite(A).all()):
+        raise InputError(
+            f"design matrix has NaN or infinite entries (N={n}, K={k}); need finite values"
+        )
+    if n < k:
+        raise InputError(
+            f"design matrix has fewer rows than columns (N={n}, K={k}); need N >= K "
+            "and K linearly independent columns"
+        )
+    peak = A.abs().amax(dim=1, keepdim=True)  # (S, 1, K): rescale first, so norms never overflow
+    zero = (peak == 0).squeeze(1)
+    if bool(zero.any()):
+        seed, col = (int(i) for i in zero.nonzero()[0])
+        where = f"seed {seed}, " if s_n > 1 else ""
+        raise InputError(
+            f"design matrix has an all-zero column ({where}column {col}; N={n}, K={k}); "
+            "need K linearly independent columns"
+        )
+    unit = A / peak
+    unit = unit / torch.linalg.vector_norm(unit, dim=1, keepdim=True)
+    smallest = torch.linalg.svdvals(unit)[:, -1]  # (S,)
+    tol = rank_tolerance(k, A.dtype)
+    bad = ~(smallest > tol)
+    if bool(bad.any()):
+        seed = int(bad.nonzero()[0, 0])
+        where = f"seed {seed}, " if s_n > 1 else ""
+        raise InputError(
+            f"design matrix is rank deficient in {name} ({where}N={n}, K={k}): its smallest "
+            f"singular value with unit-norm columns is {float(smallest[seed]):.1e}, at or "
+            f"below the tolerance {tol:.1e}; allowed: K linearly independent columns (a "
+            "polynomial basis needs K distinct x)"
+        )
 
 
 @dataclass
@@ -102,14 +171,17 @@ class Design:
 
     @classmethod
     def from_matrix(cls, A: Tensor) -> Design:
-        """One design (N, K) or a stack of S designs (S, N, K)."""
+        """One design (N, K) or a stack of S designs (S, N, K); ``InputError`` for one that is
+        not numerically of full column rank in its dtype (:func:`check_full_rank`)."""
         A3 = A.unsqueeze(0) if A.dim() == 2 else A
         _, n, k = A3.shape
+        check_full_rank(A3)
         iu, ju = torch.triu_indices(k, k, device=A.device)
         chol, info = torch.linalg.cholesky_ex(A3.mT @ A3)
-        if bool((info != 0).any()):
+        if bool((info != 0).any()):  # not expected after check_full_rank: a guard
             raise InputError(
-                f"design matrix is rank deficient (N={n}, K={k}); need K distinct points"
+                f"design matrix is rank deficient in {_dtype_name(A3.dtype)} (N={n}, K={k}): "
+                "its Gram matrix AᵀA does not factor; need K linearly independent columns"
             )
         products = torch.cat([A3[:, :, iu] * A3[:, :, ju], A3.new_ones(A3.shape[0], n, 1)], dim=2)
         pos = torch.empty(k, k, dtype=torch.long, device=A.device)
@@ -212,27 +284,47 @@ class _Blocks:
         return u
 
 
-def _factor(design: Design, blocks: _Blocks, H: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
-    """Cholesky factors of (B, K, K) Hessians at scaled residuals ``u`` (B, N), and
-    whether each is the true Hessian (only those may certify convergence).
+def _factor(
+    design: Design, blocks: _Blocks, H: Tensor, u: Tensor, count: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Cholesky factors of (B, K, K) Hessians at scaled residuals ``u`` (B, N) with
+    ``count`` (B,) points in the quadratic zone, and whether each is the true Hessian (only
+    those may certify convergence).
 
-    A singular Hessian (fewer than K points in the quadratic zone, i.e. α far below
-    the noise) is replaced by ``Aᵀ diag(w) A`` with ``w = 1`` inside and
+    A singular Hessian (fewer than K points in the quadratic zone, i.e. α far below the
+    noise: decided by the exact count, not by the factorisation's ``info``, which can
+    report success for it on some code paths; or a factor that fails :func:`factored`)
+    is replaced by ``Aᵀ diag(w) A`` with ``w = 1`` inside and
     ``_IRLS_WEIGHT/|u|`` outside: positive definite, and with weight 1 it is the IRLS
     majoriser (Huber's loss lies below that weighted quadratic), so its step descends.
     """
     L, info = torch.linalg.cholesky_ex(H)
-    exact = info == 0
+    exact = factored(L, H, info) & (count >= design.k)
     singular = (~exact).nonzero().squeeze(1)
     if len(singular):
         sid = blocks.sid.index_select(0, singular)
         w = u.index_select(0, singular).abs().clamp_min(1).reciprocal_()
         w = torch.where(w == 1, w, _IRLS_WEIGHT * w)
-        L_w, info_w = torch.linalg.cholesky_ex(design.unpack(seed_mm(w, sid, design.products)))
+        H_w = design.unpack(seed_mm(w, sid, design.products))
+        L_w, info_w = torch.linalg.cholesky_ex(H_w)
         gram = design.gram_chol.index_select(0, sid).to(L.dtype)
-        L_w = torch.where((info_w != 0)[:, None, None], gram, L_w)
+        L_w = torch.where(factored(L_w, H_w, info_w)[:, None, None], L_w, gram)
         L = L.index_copy(0, singular, L_w)
     return L, exact
+
+
+def factored(L: Tensor, H: Tensor, info: Tensor) -> Tensor:
+    """(B,) whether each Cholesky factor ``L`` of ``H`` (B, K, K) is usable: ``info`` 0 and
+    every pivot ``L_jj²`` above ``K·eps·H_jj``.
+
+    ``info`` alone depends on the code path: for a singular H, MKL's AVX-512 kernels may
+    report success with a pivot at rounding level where others fail. A pivot at or below
+    K·eps of its column's diagonal (about the rounding of the K-term update that made it)
+    carries no correct digit either way, so such a factor counts as failed on every path.
+    """
+    eps = torch.finfo(L.dtype).eps
+    piv = L.diagonal(dim1=-2, dim2=-1).square()
+    return (info == 0) & (piv > H.shape[-1] * eps * H.diagonal(dim1=-2, dim2=-1)).all(-1)
 
 
 def huber_sum(u: Tensor, psi: Tensor | None = None) -> Tensor:
@@ -322,11 +414,11 @@ def _objective_of(u: Tensor, psi: Tensor | None, scratch: Tensor, at: Tensor) ->
 
 
 def _direction(
-    design: Design, blocks: _Blocks, H: Tensor, u: Tensor, g: Tensor
+    design: Design, blocks: _Blocks, H: Tensor, u: Tensor, g: Tensor, count: Tensor
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Newton step ``d = H⁻¹g`` (B, K), ``λ² = gᵀd`` (B,) and whether ``H`` was the true
     Hessian (not the fallback of :func:`_factor`)."""
-    L, exact = _factor(design, blocks, H, u)
+    L, exact = _factor(design, blocks, H, u, count)
     d = torch.cholesky_solve(g.unsqueeze(-1), L).squeeze(-1)
     return d, (g * d).sum(-1), exact
 
@@ -388,7 +480,7 @@ def _newton(
     # ψ(u) (None until the first step unless the caller passes it) and a scratch buffer
     psi, scratch = (None, torch.empty_like(u)) if buffers is None else buffers
     frozen = torch.zeros(b, dtype=torch.bool, device=u.device)  # finished, kept as padding
-    d, dec, exact = _direction(design, blocks, H, u, g)
+    d, dec, exact = _direction(design, blocks, H, u, g, count)
     it = 0
     while True:
         rel = dec * half_inv_F
@@ -434,7 +526,7 @@ def _newton(
         # the Hessian at the new point, from the indicator of the quadratic zone |u| <= 1
         flat = blocks.mm(torch.abs(u, out=scratch).le_(1), blocks.products)
         count = flat[:, -1]
-        d, dec, exact = _direction(design, blocks, design.unpack(flat), u, g)
+        d, dec, exact = _direction(design, blocks, design.unpack(flat), u, g, count)
     return answers.phi, answers.gap, answers.iters, answers.converged, answers.F
 
 
