@@ -7,7 +7,7 @@
    and proposals the model matched, divided by torchvision's normaliser.
 3. ``huberkl.losses`` and ``apply_params`` import and run without Hydra, OmegaConf,
    Typer, pandas or matplotlib (a fresh interpreter's ``sys.modules``).
-4. The README example runs as written.
+4. The example of docs/DETECTION.md runs as written.
 5. ``build_model`` goes through ``apply_params``.
 """
 
@@ -460,9 +460,9 @@ def test_library_path_imports_no_hydra_typer_pandas_matplotlib(tmp_path: Path) -
 
 
 def _readme_example() -> str:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = (ROOT / "docs" / "DETECTION.md").read_text(encoding="utf-8")
     blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "apply_params" in b]
-    assert len(blocks) == 1, "README.md must have one python block that uses apply_params"
+    assert len(blocks) == 1, "docs/DETECTION.md must have one python block that uses apply_params"
     return blocks[0]
 
 
@@ -470,7 +470,7 @@ def test_readme_example_runs() -> None:
     code = _readme_example()
     assert "fasterrcnn_resnet50_fpn(" in code and "weights=None" in code and ".step()" in code
     namespace: dict = {}
-    exec(compile(code, "README.md", "exec"), namespace)
+    exec(compile(code, "docs/DETECTION.md", "exec"), namespace)
     model = namespace["model"]
     assert isinstance(model.rpn, HuberKLRPN) and isinstance(model.roi_heads, HuberKLRoIHeads)
     assert all(torch.isfinite(v) for v in namespace["losses"].values())

@@ -191,10 +191,14 @@ def test_toy_names_match_the_toy_modules():
 
 
 def _readme_model_options() -> list[str]:
-    """Every ``detect.model.KEY=VALUE`` README writes, and each key it names (with a value)."""
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    written = set(re.findall(r"(?<![+\w.])(detect\.model\.\w+=[^\s`),]+)", text))
-    named = {k for k in re.findall(r"(?<![+\w.])detect\.model\.(\w+)", text)}
+    """Every ``detect.model.KEY=VALUE`` README and the docs write, and each key they name."""
+    root = Path(__file__).resolve().parents[1]
+    text = "\n".join(
+        p.read_text(encoding="utf-8") for p in [root / "README.md", *(root / "docs").glob("*.md")]
+    )
+    # KEY in ``detect.model.KEY=V`` is a placeholder, not a key: keys are lower case
+    written = set(re.findall(r"(?<![+\w.])(detect\.model\.[a-z_0-9]+=[^\s`),]+)", text))
+    named = {k for k in re.findall(r"(?<![+\w.])detect\.model\.([a-z_0-9]+)\b", text)}
     examples = {"weights": "COCO_V1", "backbone_weights": "IMAGENET1K_V1", "backbone": "vgg16"}
     named_with_values = {f"detect.model.{k}={examples.get(k, 'null')}" for k in named}
     return sorted(written | named_with_values)

@@ -76,9 +76,9 @@ def test_the_scanner_finds_what_it_should():
 
 
 def test_report_links_use_posix_separators_on_windows(monkeypatch, tmp_path):
-    from huberkl.report import build
+    from huberkl.report import files
 
     fake_os = types.SimpleNamespace(path=ntpath, sep="\\", cpu_count=lambda: 2)
-    monkeypatch.setattr(build, "os", fake_os)
-    link = build._link(Path("C:/out/runs/frcnn-exp-a"), Path("C:/out"))
+    monkeypatch.setattr(files, "os", fake_os)
+    link = files.link(Path("C:/out/runs/frcnn-exp-a"), Path("C:/out"))
     assert link == "runs/frcnn-exp-a"

@@ -48,7 +48,9 @@ def _record(dest: Path, step: plans.Step, key: str, ap: float = 0.5) -> None:
     d.mkdir(parents=True, exist_ok=True)
     (d / ".done.json").write_text(json.dumps({"key": key, "seconds": 3.0}), encoding="utf-8")
     (d / "metrics.json").write_text(json.dumps({"AP": ap, "AP75": ap}), encoding="utf-8")
-    (d / "run.json").write_text(json.dumps({"cwd": "/x", "argv": ["/x/cli.py", "detect"]}))
+    (d / "run.json").write_text(
+        json.dumps({"cwd": "/x", "argv": ["/x/cli.py", "detect"]}), encoding="utf-8"
+    )
 
 
 def test_a_committed_record_with_the_same_key_stands_in_for_its_run(tmp_path):
@@ -110,25 +112,30 @@ def test_the_exported_reference_names_no_path_of_this_machine(tmp_path, monkeypa
     report = tmp_path / "outputs"
     (report / "figures").mkdir(parents=True)
     (report / "tables").mkdir()
-    (report / "report.md").write_text(f"see [a](reproduce/cpu/s-s0/config.yaml) {cwd}/x\n")
+    (report / "report.md").write_text(
+        f"see [a](reproduce/cpu/s-s0/config.yaml) {cwd}/x\n", encoding="utf-8"
+    )
     step = root / "s-s0"
     step.mkdir(parents=True)
     (step / "run.json").write_text(
-        json.dumps({"cwd": cwd, "argv": [f"{cwd}/huberkl/cli.py", "detect", "--out", "o"]})
+        json.dumps({"cwd": cwd, "argv": [f"{cwd}/huberkl/cli.py", "detect", "--out", "o"]}),
+        encoding="utf-8",
     )
-    (step / "stdout.txt").write_text(f"hydra.searchpath=[file://{cwd}/outputs/n]\n")
+    (step / "stdout.txt").write_text(
+        f"hydra.searchpath=[file://{cwd}/outputs/n]\n", encoding="utf-8"
+    )
     # A record of an earlier part, kept because the plan still has that step.
     old = tmp_path / "ref" / "runs" / "t-s0"
     old.mkdir(parents=True)
-    (old / "metrics.json").write_text("{}")
+    (old / "metrics.json").write_text("{}", encoding="utf-8")
     steps = [plans.Step("s-s0", ["detect"]), plans.Step("t-s0", ["detect"])]
     md = export_reference(report, root, tmp_path / "ref", steps)
-    texts = [p.read_text() for p in (tmp_path / "ref").rglob("*") if p.is_file()]
+    texts = [p.read_text(encoding="utf-8") for p in (tmp_path / "ref").rglob("*") if p.is_file()]
     assert not any(cwd in t for t in texts)
-    run = json.loads((tmp_path / "ref" / "runs" / "s-s0" / "run.json").read_text())
+    run = json.loads((tmp_path / "ref" / "runs" / "s-s0" / "run.json").read_text(encoding="utf-8"))
     assert "cwd" not in run and run["argv"][:2] == ["huberkl", "detect"]
     assert (tmp_path / "ref" / "runs" / "t-s0" / "metrics.json").is_file()
-    assert "](runs/s-s0/config.yaml)" in md.read_text()
+    assert "](runs/s-s0/config.yaml)" in md.read_text(encoding="utf-8")
     assert portable(f"{cwd}/a {cwd}", cwd) == "a ."
 
 
@@ -203,7 +210,9 @@ def test_every_run_of_a_seed_starts_from_that_seeds_pretrained_backbone(tmp_path
     again = {s.name: s for s in plans.build_steps(other, tmp_path)}
     assert again["frcnn-exp-a-s2"].key() != by["frcnn-exp-a-s2"].key()
     # Without pretraining nothing changes: no pretext, no start override.
-    plain = plans.build_steps(plans.load_plan("cpu"), tmp_path)
+    plain = plans.build_steps(
+        plans.load_plan("cpu", overrides=["scale.pretrain.synth=[]"]), tmp_path
+    )
     assert not any(s.name.startswith(("pretext", "pretrain")) for s in plain)
 
 

@@ -102,7 +102,14 @@ def test_the_printed_command_alone_finishes_the_run_as_if_never_stopped(
     bin_dir = str(Path(sys.executable).parent)  # where the `huberkl` script is installed
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     done = subprocess.run(
-        hint, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        hint,
+        shell=True,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        encoding="utf-8",
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "resuming from runs/b11/checkpoint.pt at iteration 3" in done.stderr

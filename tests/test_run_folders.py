@@ -193,6 +193,7 @@ def test_a_really_read_only_folder_as_an_ordinary_user():
                 env=env,
                 capture_output=True,
                 text=True,
+                encoding="utf-8",
                 timeout=120,
             )
             assert done.returncode == 2, done.stderr[-2000:]
