@@ -415,3 +415,31 @@ def test_a_sweep_set_where_nothing_is_learnt_tests_nothing(tmp_path):
     assert "0.2: matched" not in row and "not tested at 0.2 (no signal" in row
     assert "| 0.2 | no signal: mAP@0.75 < 5 for every setting | – |" in text
     assert "| 0.02 | α × 4 (the grid's edge: the optimum may lie beyond) | 0.0800 |" in text
+
+
+def test_report_shows_the_learning_curve_and_flags_a_moving_protocol(tmp_path):
+    """The curve's 2x runs gain 3 points on the Implementation: not converged, said at the
+    top of the claims and beside the verdicts; the schedule table and the figure are there."""
+    ap = {
+        "frcnn-implementation-x2": 0.53,
+        "frcnn-exp-a-x2": 0.53,
+        "frcnn-implementation-x0.25": 0.3,
+        "frcnn-exp-a-x0.25": 0.2,
+    }
+    text = _report(tmp_path, ap)
+    assert "## Is the protocol converged? Learning curves" in text
+    assert "**faster_rcnn, 400 steps: **not converged**.**" in text
+    assert "**retinanet, 600 steps: converged.**" in text  # its 2x runs moved nothing
+    claims = text.split("## What the results say about the paper's claims")[1]
+    assert claims.lstrip().startswith("**Caveat: the protocol is not converged for faster_rcnn**")
+    row = next(
+        ln
+        for ln in text.splitlines()
+        if ln.startswith("| frcnn-exp-a − frcnn-implementation AP75 |")
+    )
+    assert row.count("|") == 6  # the difference at ¼, ½, 1 and 2x the schedule
+    quarter = float(row.split(" | ")[1].split(" [")[0])
+    assert quarter == pytest.approx(-10.0, abs=0.5)  # at ¼ the schedule: 0.2 − 0.3, plus run noise
+    assert (tmp_path / "out" / "figures" / "learning_curve.png").stat().st_size > 10_000
+    tables = {p.stem for p in (tmp_path / "out" / "tables").glob("*.csv")}
+    assert {"convergence_faster_rcnn", "schedule_faster_rcnn", "schedule_retinanet"} <= tables
