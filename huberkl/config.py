@@ -19,15 +19,10 @@ from typing import TYPE_CHECKING
 
 from huberkl import __version__
 from huberkl.errors import InputError
+from huberkl.paths import CONF_DIR, OUTPUTS  # noqa: F401  (config.CONF_DIR: the compose dir)
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
-
-# The one config directory (YAML shipped as package data): Hydra composes it here and in
-# huberkl.detect.hydra_app; huberkl.params reads its presets. Hydra is imported lazily, so
-# that importing this constant stays cheap (``huberkl interpret`` loads neither torch nor Hydra).
-CONF_DIR = Path(__file__).resolve().parent / "conf"
-OUTPUTS = Path("outputs")
 
 
 def compose(overrides: Sequence[str] = (), config_name: str = "config") -> DictConfig:

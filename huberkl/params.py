@@ -13,8 +13,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from huberkl.config import CONF_DIR
 from huberkl.errors import InputError
+from huberkl.paths import CONF_DIR
 
 PARAMS_DIR = CONF_DIR / "params"  # the ``params`` group of the one config directory
 COORDS = ("x", "y", "w", "h")
