@@ -14,8 +14,9 @@ PYTEST_ARGS ?=
 # (ATEN_CPU_CAPABILITY=default). Both are read when torch loads: one pytest process each.
 PATH_TESTS ?= tests/test_losses.py tests/test_stats.py tests/test_toy_solvers.py \
 	tests/test_toy_grid.py tests/test_toy_data.py tests/test_toy_theory.py \
-	tests/test_toy_analysis.py tests/test_noise_families.py tests/test_noise_matching.py \
-	tests/test_noise_truncated_ci.py tests/test_noise_validation.py tests/test_params.py \
+	tests/test_toy_analysis.py tests/test_distributions.py tests/test_noise_families.py \
+	tests/test_noise_matching.py tests/test_noise_truncated_ci.py tests/test_noise_validation.py \
+	tests/test_params.py \
 	tests/test_interpret.py tests/test_figure1.py \
 	tests/test_cli.py::test_input_checks_raise_input_error
 

@@ -1,4 +1,4 @@
-"""A/B of the exact toy solver's tuned constants (the figures quoted in huberkl/toy/solvers.py).
+"""A/B of the exact toy solver's tuned constants (the figures in benchmarks/TUNING.md).
 
 Each ``PROBLEM:_NAME=VALUE`` argument changes one module constant of
 :mod:`huberkl.toy.solvers` and times it against the default, interleaved in this run, best

@@ -1,4 +1,4 @@
-"""The truncated bootstrap interval (families.bootstrap_truncated_ci) at small noise.
+"""The truncated bootstrap interval (truncation.bootstrap_truncated_ci) at small noise.
 
 Gold Laplace errors far inside their matching windows (scale 0.02 against windows of
 ~0.3-0.5): the likelihood has a kink at every error and the truncation barely matters,
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from huberkl.detect.synth import perturb_targets
-from huberkl.noise import families as fam
+from huberkl.noise import fit as mle
+from huberkl.noise import truncation as tr
 from huberkl.noise.matching import Boxes, match
-from huberkl.noise.truncation import intervals
 from huberkl.noise.validate import clean_boxes
 
 SCALES = (0.02, 0.02, 0.04, 0.04)  # the `data synth --noise-model targets` set of 0.02
@@ -34,12 +34,12 @@ def _matched_errors(family: str, scales, n: int, min_iou: float, seed: int) -> n
 @pytest.mark.parametrize("seed", [0, 1])
 def test_interval_at_small_laplace_noise_holds_the_estimate(seed):
     e = _matched_errors("laplace", SCALES, 1000, 0.5, seed)
-    lo, hi = intervals(e, 0.5)
+    lo, hi = tr.intervals(e, 0.5)
     for c in range(4):
         x, a, b = e[:, c], lo[:, c], hi[:, c]
-        best = fam.fit_truncated(x, a, b, "laplace")
-        ci = fam.bootstrap_truncated_ci(x, a, b, "laplace", "gold", best, resamples=100, seed=c)
-        plain = fam.bootstrap_ci(x, "laplace", "gold", best.scale, resamples=100, seed=c)
+        best = tr.fit_truncated(x, a, b, "laplace")
+        ci = tr.bootstrap_truncated_ci(x, a, b, "laplace", "gold", best, resamples=100, seed=c)
+        plain = mle.bootstrap_ci(x, "laplace", "gold", best.scale, resamples=100, seed=c)
         assert ci[0] < best.scale < ci[1], (c, best.scale, ci)
         # the windows are ~15 scales wide: the truncated interval is the plain one's width
         ratio = (ci[1] - ci[0]) / (plain[1] - plain[0])
@@ -51,9 +51,9 @@ def test_laplace_resample_optima_are_median_and_mean_deviation_without_bounds():
     # absolute deviation), so the interval equals the plain bootstrap on the same resamples.
     x = np.random.default_rng(9).laplace(0.01, 0.02, 1500)
     inf = np.full(len(x), np.inf)
-    best = fam.fit_truncated(x, -inf, inf, "laplace")
-    ours = fam.bootstrap_truncated_ci(x, -inf, inf, "laplace", "gold", best, resamples=80, seed=4)
-    ref = fam.bootstrap_ci(x, "laplace", "gold", best.scale, resamples=80, seed=4)
+    best = tr.fit_truncated(x, -inf, inf, "laplace")
+    ours = tr.bootstrap_truncated_ci(x, -inf, inf, "laplace", "gold", best, resamples=80, seed=4)
+    ref = mle.bootstrap_ci(x, "laplace", "gold", best.scale, resamples=80, seed=4)
     assert ours == pytest.approx(ref, rel=1e-6)
 
 
@@ -65,15 +65,15 @@ def test_each_resample_reaches_its_own_optimum(family, mode):
     # start) on each resample: the same scale, and a conditional log-likelihood at least as
     # good, never worse than at the full-sample estimate where the steps start.
     e = _matched_errors(family, SCALES, 800, 0.5, 3)
-    lo, hi = intervals(e, 0.5)
+    lo, hi = tr.intervals(e, 0.5)
     x, a, b = e[:, 0], lo[:, 0], hi[:, 0]
-    best = fam.fit_truncated(x, a, b, family, mode)
+    best = tr.fit_truncated(x, a, b, family, mode)
     idx = np.random.default_rng(1).integers(0, len(x), size=(12, len(x)))
-    loc, scale, nll = fam.truncated_resample_fits(x, a, b, family, mode, best, idx)
+    loc, scale, nll = tr.truncated_resample_fits(x, a, b, family, mode, best, idx)
     for r, i in enumerate(idx):
-        ref = fam.fit_truncated(x[i], a[i], b[i], family, mode)
-        at_start = fam.truncated_loglik(x[i], a[i], b[i], best, mode).loglik
-        ours = fam.truncated_loglik(x[i], a[i], b[i], fam.Fit(family, loc[r], scale[r], 0, 0), mode)
+        ref = tr.fit_truncated(x[i], a[i], b[i], family, mode)
+        at_start = tr.truncated_loglik(x[i], a[i], b[i], best, mode).loglik
+        ours = tr.truncated_loglik(x[i], a[i], b[i], mle.Fit(family, loc[r], scale[r], 0, 0), mode)
         assert -nll[r] * len(i) == pytest.approx(ours.loglik, rel=1e-12)
         assert ours.loglik >= at_start
         assert ours.loglik >= ref.loglik - 1e-8 * abs(ref.loglik)
@@ -88,10 +88,10 @@ def test_coverage_of_the_true_scale_over_simulated_sets():
     hits = []
     for k in range(40):
         e = _matched_errors("laplace", SCALES, 1000, 0.5, 100 + k)
-        lo, hi = intervals(e, 0.5)
+        lo, hi = tr.intervals(e, 0.5)
         for c in range(4):
             x, a, b = e[:, c], lo[:, c], hi[:, c]
-            best = fam.fit_truncated(x, a, b, "laplace")
-            ci = fam.bootstrap_truncated_ci(x, a, b, "laplace", "gold", best, resamples=100, seed=k)
+            best = tr.fit_truncated(x, a, b, "laplace")
+            ci = tr.bootstrap_truncated_ci(x, a, b, "laplace", "gold", best, resamples=100, seed=k)
             hits.append(ci[0] <= SCALES[c] <= ci[1])
     assert np.mean(hits) >= 0.85, np.mean(hits)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from huberkl.distributions import FAMILIES
 from huberkl.noise import validate
-from huberkl.noise.families import FAMILIES
 
 
 @pytest.mark.parametrize("family", FAMILIES)

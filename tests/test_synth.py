@@ -224,7 +224,8 @@ def test_cli_synth_bad_noise_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.parametrize("family", ["laplace", "gaussian", "logistic", "cauchy"])
 def test_perturb_targets_injects_exactly_the_coded_noise(family):
-    from huberkl.noise.families import fit
+    from huberkl.distributions import sample
+    from huberkl.noise.fit import fit
     from huberkl.noise.matching import encode
 
     rng = np.random.default_rng(5)
@@ -236,7 +237,7 @@ def test_perturb_targets_injects_exactly_the_coded_noise(family):
     noisy, redrawn = synth.perturb_targets(clean, family, scales, np.random.default_rng(9))
     # the same draws, by hand: the coded error of the noisy box is exactly s·e, except for
     # the (Cauchy-only) boxes redrawn because a size would not be a finite double
-    e = synth._draw(family, (n, 4), np.random.default_rng(9)) * np.array(scales)
+    e = sample(family, 1.0, (n, 4), np.random.default_rng(9)) * np.array(scales)
     kept = np.abs(e[:, 2:]).max(axis=1) < synth.MAX_LOG_FACTOR
     assert redrawn == n - kept.sum() and (redrawn == 0 or family == "cauchy")
     # xywh storage: the centre is recovered as x + w/2, to rounding relative to the new size

@@ -9,6 +9,7 @@ from numpy.polynomial import legendre as npleg
 from scipy import stats
 from torch.testing import assert_close
 
+from huberkl import distributions
 from huberkl.errors import InputError
 from huberkl.toy import data
 
@@ -38,7 +39,7 @@ def test_truth_in_legendre_basis_reproduces_the_paper_polynomial():
 )
 def test_noise_has_the_named_distribution_and_scale(family, dist):
     rng = np.random.default_rng(0)
-    draws = data.sample_noise(family, 2.5, 20000, rng)
+    draws = distributions.sample(family, 2.5, 20000, rng)
     # Kolmogorov–Smirnov against the scipy distribution with the same scale
     assert stats.kstest(draws, dist(scale=2.5).cdf).pvalue > 1e-3
     assert stats.kstest(draws, dist(scale=1.0).cdf).pvalue < 1e-6
@@ -46,7 +47,7 @@ def test_noise_has_the_named_distribution_and_scale(family, dist):
 
 def test_unknown_family_is_an_input_error():
     with pytest.raises(InputError, match="gauss"):
-        data.check_family("gauss")
+        distributions.check_family("gauss", data.FAMILIES)
 
 
 def _seed(seed=0, scales=(0.5, 2.0), families=("laplace", "cauchy"), dtype=torch.float64):

@@ -19,9 +19,10 @@ import torch
 from scipy.optimize import least_squares
 from torch.testing import assert_close
 
+from huberkl.distributions import sample
 from huberkl.errors import InputError
 from huberkl.toy import reference, solvers
-from huberkl.toy.data import legendre_basis, make_seed_data, sample_noise
+from huberkl.toy.data import legendre_basis, make_seed_data
 
 THETA = [6, -3, -25, 15, 20, -10]
 EPS32 = torch.finfo(torch.float32).eps
@@ -76,7 +77,7 @@ def _scipy_cost(A: np.ndarray, y: np.ndarray, alpha: float) -> float:
 
 def _random_problem(rng: np.random.Generator, n: int, k: int, family: str):
     A = rng.normal(size=(n, k))
-    y = A @ rng.normal(scale=3.0, size=k) + sample_noise(family, 1.0, n, rng)
+    y = A @ rng.normal(scale=3.0, size=k) + sample(family, 1.0, n, rng)
     return A, y
 
 

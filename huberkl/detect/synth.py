@@ -37,6 +37,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from huberkl.detect.files import write_json
+from huberkl.distributions import FAMILIES, sample
 from huberkl.errors import InputError
 
 CLASSES = ("rectangle", "ellipse", "triangle", "cross", "star")
@@ -45,7 +46,7 @@ HUES = (0.0, 0.15, 0.35, 0.6, 0.82)
 HUE_JITTER = 0.035
 NOISES = ("laplace", "gaussian", "none")
 NOISE_MODELS = ("edges", "targets")  # per-edge moves (the original model) | the paper's targets
-TARGET_NOISES = ("laplace", "gaussian", "logistic", "cauchy", "none")
+TARGET_NOISES = (*FAMILIES, "none")
 # A target draw whose noisy width or height is not a positive finite double is redrawn; with
 # |log factor| < this bound every w·exp(e) is one (exp(±700) is within float64's range).
 MAX_LOG_FACTOR = 700.0
@@ -203,17 +204,6 @@ def perturb_boxes(
     return np.stack([x0, y0, x1 - x0, y1 - y0], axis=1)
 
 
-def _draw(family: str, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """Unit-scale draws of ``family`` (scipy.stats' scale 1: laplace, norm, logistic, cauchy)."""
-    if family == "laplace":
-        return rng.laplace(0.0, 1.0, size)
-    if family == "gaussian":
-        return rng.normal(0.0, 1.0, size)
-    if family == "logistic":
-        return rng.logistic(0.0, 1.0, size)
-    return rng.standard_cauchy(size)
-
-
 def perturb_targets(
     boxes: np.ndarray,
     family: str,
@@ -231,14 +221,14 @@ def perturb_targets(
     """
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     s = np.asarray(scales, dtype=np.float64)
-    e = _draw(family, (len(boxes), 4), rng) * s
+    e = sample(family, 1.0, (len(boxes), 4), rng) * s
     redrawn = 0
     while True:
         bad = np.flatnonzero(np.abs(e[:, 2:]).max(axis=1) >= MAX_LOG_FACTOR) if len(e) else []
         if len(bad) == 0:
             break
         redrawn += len(bad)
-        e[bad] = _draw(family, (len(bad), 4), rng) * s
+        e[bad] = sample(family, 1.0, (len(bad), 4), rng) * s
     x, y, w, h = boxes.T
     nw, nh = w * np.exp(e[:, 2]), h * np.exp(e[:, 3])
     cx, cy = x + 0.5 * w + w * e[:, 0], y + 0.5 * h + h * e[:, 1]

@@ -2,7 +2,8 @@
 
 The family is chosen by log-likelihood (all four have a location and a scale, so no
 penalty is needed); the 95 % interval is a bootstrap of the chosen family's scale
-(:func:`huberkl.noise.families.bootstrap_ci`).
+(:func:`huberkl.noise.fit.bootstrap_ci`; with a matching threshold
+:func:`huberkl.noise.truncation.bootstrap_truncated_ci`).
 """
 
 from __future__ import annotations
@@ -13,8 +14,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from huberkl.distributions import FAMILIES
 from huberkl.errors import InputError
-from huberkl.noise import families as fam
+from huberkl.noise.fit import Fit, best, bootstrap_ci, check_mode, fit_all
+from huberkl.noise.truncation import (
+    bootstrap_truncated_ci,
+    fit_truncated,
+    intervals,
+    truncated_loglik,
+)
 from huberkl.params import COORDS
 
 SUBSAMPLE = 50_000  # truncated fits start from a fit on this many errors
@@ -31,7 +39,7 @@ class CoordEstimate:
     family: str
     scale: float
     ci95: tuple[float, float]
-    fits: dict[str, fam.Fit]
+    fits: dict[str, Fit]
 
     def to_dict(self) -> dict:
         return {
@@ -84,33 +92,33 @@ def estimate_coordinate(
         )
     big = lo is not None and hi is not None and len(x) > SUBSAMPLE
     sub = np.random.default_rng(seed).choice(len(x), SUBSAMPLE, replace=False) if big else None
-    plain = fam.fit_all(x if sub is None else x[sub], mode)
+    plain = fit_all(x if sub is None else x[sub], mode)
     if lo is None or hi is None:
-        chosen = fam.best(plain)
+        chosen = best(plain)
         ci = (math.nan, math.nan)
         if resamples:
-            ci = fam.bootstrap_ci(x, chosen, mode, plain[chosen].scale, resamples, seed=seed)
+            ci = bootstrap_ci(x, chosen, mode, plain[chosen].scale, resamples, seed=seed)
         return CoordEstimate(chosen, plain[chosen].scale, ci, plain)
     fits = {}
-    for f in fam.FAMILIES:
+    for f in FAMILIES:
         start = (plain[f].loc, plain[f].scale)
         fits[f] = (
-            fam.fit_truncated(x, lo, hi, f, mode, start)
+            fit_truncated(x, lo, hi, f, mode, start)
             if sub is None
-            else fam.fit_truncated(x[sub], lo[sub], hi[sub], f, mode, start)
+            else fit_truncated(x[sub], lo[sub], hi[sub], f, mode, start)
         )
     if sub is not None:
         # Families compared by the full sample's log-likelihood at each one's subsample
         # optimum; only the chosen one is refitted on every error.
-        fits = {f: fam.truncated_loglik(x, lo, hi, fits[f], mode) for f in fam.FAMILIES}
-        chosen = fam.best(fits)
-        fits[chosen] = fam.fit_truncated(
+        fits = {f: truncated_loglik(x, lo, hi, fits[f], mode) for f in FAMILIES}
+        chosen = best(fits)
+        fits[chosen] = fit_truncated(
             x, lo, hi, chosen, mode, (fits[chosen].loc, fits[chosen].scale)
         )
-    chosen = fam.best(fits)
+    chosen = best(fits)
     ci = (math.nan, math.nan)
     if resamples:
-        ci = fam.bootstrap_truncated_ci(
+        ci = bootstrap_truncated_ci(
             x, lo, hi, chosen, mode, fits[chosen], resamples=resamples, seed=seed
         )
     return CoordEstimate(chosen, fits[chosen].scale, ci, fits)
@@ -129,7 +137,7 @@ def estimate(
     ``min_iou``: the errors are matched box pairs (columns x, y, w, h) kept only at IoU >=
     ``min_iou``; the fits then account for the tails that this cuts off.
     """
-    fam.check_mode(mode)
+    check_mode(mode)
     errors = np.asarray(errors, dtype=np.float64).reshape(len(errors), -1)
     if errors.shape[1] != len(coords):
         raise InputError(f"errors have {errors.shape[1]} columns, expected {len(coords)}")
@@ -137,8 +145,6 @@ def estimate(
     if min_iou is not None:
         if tuple(coords) != COORDS:
             raise InputError("a matching threshold needs the four box coordinates x, y, w, h")
-        from huberkl.noise.truncation import intervals
-
         lo, hi = intervals(errors, min_iou)
     out = {
         c: estimate_coordinate(

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from huberkl.noise.families import FAMILIES, logpdf
+from huberkl.distributions import FAMILIES
+from huberkl.noise.fit import law
 
 COLOURS = {"laplace": "C0", "gaussian": "C1", "logistic": "C2", "cauchy": "C3"}
 
@@ -44,7 +45,7 @@ def plot_errors(result: dict[str, Any], path: Path) -> Path:
             chosen = f == info["family"]
             ax.plot(
                 grid,
-                np.exp(logpdf(grid, f, fit["loc"], fit["scale"], mode)),
+                np.exp(law(f, mode).logpdf_at(grid, fit["loc"], fit["scale"])),
                 color=COLOURS[f],
                 lw=2.2 if chosen else 1.1,
                 ls="-" if chosen else "--",

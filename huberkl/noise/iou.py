@@ -15,8 +15,9 @@ from functools import cache
 
 import numpy as np
 
+from huberkl.distributions import check_family, sample
 from huberkl.errors import InputError
-from huberkl.noise.families import check_family, check_mode, sample
+from huberkl.noise.fit import check_mode
 from huberkl.noise.matching import pair_iou
 
 GRID = np.geomspace(1e-3, 3.0, 90)

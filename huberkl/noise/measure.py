@@ -17,10 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from huberkl.distributions import check_family
 from huberkl.errors import InputError
 from huberkl.noise import estimate as est
 from huberkl.noise import settings as st
-from huberkl.noise.families import check_family, check_mode
+from huberkl.noise.fit import check_mode
 from huberkl.params import COORDS
 
 

@@ -8,7 +8,7 @@ import json
 import math
 from typing import Any
 
-from huberkl.noise.families import FAMILIES
+from huberkl.distributions import FAMILIES
 
 FORMATS = ("table", "json", "csv")
 

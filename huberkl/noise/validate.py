@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from huberkl.detect.synth import perturb_targets
+from huberkl.distributions import FAMILIES
 from huberkl.noise import estimate as est
-from huberkl.noise.families import FAMILIES
 from huberkl.noise.matching import Boxes, match
 from huberkl.params import COORDS
 

@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from huberkl.distributions import check_family
 from huberkl.errors import InputError
 from huberkl.toy import solvers
-from huberkl.toy.data import SeedData, check_family, check_problem, make_seed_data
+from huberkl.toy.data import FAMILIES, SeedData, check_problem, make_seed_data
 
 SOLVERS = ("exact", "gd")
 # (N,)-rows of working memory per chunk row, from measured peaks (benchmarks/bench_toy.py).
@@ -183,9 +184,9 @@ def check_spec(spec: GridSpec) -> None:
     """
     check_problem(spec.n, spec.k, spec.delta, spec.n_test, spec.theta)
     if not spec.families:
-        raise InputError("the noise family list is empty; allowed: laplace, logistic, cauchy")
+        raise InputError(f"the noise family list is empty; allowed: {', '.join(FAMILIES)}")
     for family in spec.families:
-        check_family(family)
+        check_family(family, FAMILIES)
     if not spec.scales:
         raise InputError("toy.scales is empty: give at least one noise scale > 0")
     for s in spec.scales:

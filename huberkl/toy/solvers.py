@@ -14,7 +14,8 @@ relative precision at any α.
 - :func:`solve_gd`: the paper's protocol, full-batch gradient descent on the mean Huber
   loss from θ = 0 with a fixed learning rate and number of steps.
 
-Shapes are noted as (B, N): fits × points, (B, K): fits × coefficients.
+Shapes are noted as (B, N): fits × points, (B, K): fits × coefficients. The tuned
+constants below and what each was measured to buy: benchmarks/TUNING.md.
 """
 
 from __future__ import annotations
@@ -33,48 +34,22 @@ from huberkl.errors import InputError
 _START_ALPHA = 1.345
 _MAD_TO_SIGMA = 1.4826
 
-# Tuned constants. What each buys was measured by changing it alone, interleaved with the
-# default in one run (float32, 1 thread) on three problems: "bench", the toy bench's 1032
-# fits (N = 10000, K = 8, waves from the robust start); "cold", the same fits each from
-# θ = 0; "small", 3 seeds × 120 fits with N = 300 and α in [1e-4, 1e-2] from θ = 0
-# (singular Hessians; its figures date from when a singular Hessian became one with fewer
-# than K points in the quadratic zone, not one whose factorisation reports failure, see
-# _factor). Iteration and line-search counts are exact; time ratios come from a
-# 2-core machine shared with other jobs and are good to about ±30 %. Rerun any of them
-# with ``python -m benchmarks.toy_constants`` (e.g. ``bench:_OVERSHOOT=0``).
-#
-# A step is kept when the line slope at its end is below the rounding level of that slope
-# (``_ROUNDING·eps·‖Ad‖₁``) and below _SLOPE_TOL of the predicted decrease λ²: by convexity
-# F then rose by at most that much; a step that lands on the minimiser has slope 0 up to
-# rounding and must not be cut. No objective is evaluated for this. Measured: _SLOPE_TOL
-# 1e-2 or 1e-5 and _ROUNDING 1 or 64 left every count unchanged on "bench" and "cold" and
-# moved "small" by at most 0.03 % in steps per fit (its converged share not at all), so
-# these are safety margins (rounding bound ×8, a 0.1 % rise of F), not speed settings.
+# Tuned constants (what each buys, measured: benchmarks/TUNING.md).
+# A step is kept when the line slope at its end is below _SLOPE_TOL of the predicted
+# decrease λ² and below the rounding level of that slope, _ROUNDING·eps·‖Ad‖₁.
 _SLOPE_TOL = 1e-3
 _ROUNDING = 8.0
 # A Newton step from a well-determined Hessian (at least _TRUSTED·K points in the quadratic
 # zone, true Hessian, step not capped) may overshoot the line minimum by a slope of up to
-# _OVERSHOOT·λ² without a line search: F then rose by at most that (convexity) and in
-# practice fell. Other steps must not. Measured on "bench": _OVERSHOOT 0 (no overshoot
-# allowed) takes 97 line searches instead of 6 and 2.2x the time ("cold": 1.7x); 0.5 takes
-# 4 and no measurable time, but on "cold" 6.93 steps per fit instead of 6.50 (1.6x the
-# time). Never trusting a step (_TRUSTED = ∞) takes 47 line searches instead of 6 on
-# "bench" (1.4x the time); _TRUSTED 1 changed no count on "bench" and added 2 fallback
-# factorisations on "cold".
+# _OVERSHOOT·λ² without a line search.
 _TRUSTED = 4
 _OVERSHOOT = 0.25
-# Finished rows are dropped from the batch once they are this fraction of it. Measured:
-# never dropping them (_COMPACT > 1) is 1.2x the time on "bench" and 1.4x on "cold" with
-# the same steps; 0.1 and 0.5 were within the noise of the time ratios.
+# Finished rows are dropped from the batch once they are this fraction of it.
 _COMPACT = 0.25
-# Most line-search trials per step (the last trial is taken). Measured: 5 trials leave 18 %
-# of the "cold" fits unconverged after 100 steps (none with 20); on "small" 5, 20 and 60
-# trials leave 8.3 %, 8.9 % and 8.3 % unconverged (37.0, 37.1 and 36.6 steps per fit).
+# Most line-search trials per step (the last trial is taken).
 _BACKTRACKS = 20
 # Weight of the IRLS terms ``1/|u|`` of the points outside the quadratic zone in the
-# fallback metric for a singular Hessian. Measured on "small": weight 1 (the plain IRLS
-# majoriser) takes 78.8 steps per fit instead of 37.1 and leaves 50 % unconverged after
-# 100 steps (8.9 % with 0.1); weight 0.01 takes 45.6 steps and leaves 10.6 %.
+# fallback metric for a singular Hessian.
 _IRLS_WEIGHT = 0.1
 
 

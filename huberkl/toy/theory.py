@@ -8,7 +8,8 @@ independent of x, √N(θ̂ − θ) is asymptotically normal with covariance
 
 The toy's test MSE is a fixed quadratic form in θ̂ − θ, so its expectation is
 proportional to V(α) and the best α minimises V. Both integrals are done by
-``scipy.integrate.quad`` against the family's density (tested against ``scipy.stats``). Because V(α; s) = s²·V(α/s; 1)
+``scipy.integrate.quad`` against the family's density (``huberkl.distributions``, its
+plain-float forms; tested against ``scipy.stats``). Because V(α; s) = s²·V(α/s; 1)
 (the fit is equivariant), the optimal α is linear in the scale s.
 
 For Laplace noise V decreases to its infimum b² (the Cramér–Rao bound, reached by the
@@ -23,22 +24,9 @@ from functools import cache
 import numpy as np
 from scipy import integrate, optimize
 
-from huberkl import losses
-from huberkl.toy.data import check_family
+from huberkl import distributions, losses
+from huberkl.toy.data import FAMILIES
 
-# Standard densities and upper tails (scale 1) as plain functions: quadrature calls the
-# density thousands of times and scipy.stats' frozen pdf costs ~100 µs a call. They are
-# tested against scipy.stats.
-_PDF = {
-    "laplace": lambda e: 0.5 * math.exp(-abs(e)),
-    "logistic": lambda e: math.exp(-abs(e)) / (1.0 + math.exp(-abs(e))) ** 2,
-    "cauchy": lambda e: 1.0 / (math.pi * (1.0 + e * e)),
-}
-_SF = {
-    "laplace": lambda a: 0.5 * math.exp(-a),
-    "logistic": lambda a: math.exp(-a) / (1.0 + math.exp(-a)),
-    "cauchy": lambda a: math.atan2(1.0, a) / math.pi,
-}
 # α/s searched on this log range; the optimum of every family here lies well inside, or
 # (Laplace) at the lower end, which is reported as its limit 0.
 _SEARCH = (1e-4, 1e2)
@@ -52,12 +40,12 @@ def _check_positive(name: str, value: float) -> float:
 
 def asymptotic_variance(family: str, alpha: float, scale: float = 1.0) -> float:
     """V(α) = E[ψ_α(ε)²] / P(|ε| <= α)² for ε from ``family`` with ``scale`` (quadrature)."""
-    family = check_family(family)
+    unit = distributions.law(distributions.check_family(family, FAMILIES))
     alpha, scale = _check_positive("alpha", alpha), _check_positive("scale", scale)
     a = alpha / scale  # V(α; s) = s²·V(α/s; 1)
-    pdf = _PDF[family]
+    pdf = unit.pdf_scalar
     inner, _ = integrate.quad(lambda e: e * e * pdf(e), 0.0, a, epsabs=0, epsrel=1e-12, limit=200)
-    tail = _SF[family](a)
+    tail = unit.sf_scalar(a)
     second = 2.0 * inner + 2.0 * a * a * tail
     inside = 1.0 - 2.0 * tail
     return scale**2 * second / inside**2
@@ -97,7 +85,7 @@ def optimal_alpha(family: str, scale: float = 1.0, *, direct: bool = False) -> f
     By equivariance it is ``scale·α*(1)``, which is what is returned (cached);
     ``direct=True`` minimises at the given scale instead (used to test the equivariance).
     """
-    family = check_family(family)
+    family = distributions.check_family(family, FAMILIES)
     scale = _check_positive("scale", scale)
     if direct:
         return _optimum(family, scale)
