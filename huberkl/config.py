@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from omegaconf import DictConfig
 
 # The one config directory (YAML shipped as package data): Hydra composes it here and in
-# huberkl.detect.hydra_app; huberkl.params reads its presets. Hydra is imported lazily, so
+# huberkl.commands.hydra_app; huberkl.params reads its presets. Hydra is imported lazily, so
 # that importing this constant stays cheap (``huberkl interpret`` loads neither torch nor Hydra).
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 OUTPUTS = Path("outputs")
