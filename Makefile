@@ -12,11 +12,10 @@ PYTEST_ARGS ?=
 # paths of this CPU, as another CPU would take them: MKL's conditional numerical
 # reproducibility mode (MKL_CBWR=COMPATIBLE) and ATen's non-vectorised kernels
 # (ATEN_CPU_CAPABILITY=default). Both are read when torch loads: one pytest process each.
-PATH_TESTS ?= tests/test_losses.py tests/test_stats.py tests/test_toy_solvers.py \
-	tests/test_toy_grid.py tests/test_toy_data.py tests/test_toy_theory.py \
-	tests/test_toy_analysis.py tests/test_distributions.py tests/test_noise_families.py \
-	tests/test_noise_matching.py tests/test_noise_truncated_ci.py tests/test_noise_validation.py \
-	tests/test_params.py \
+PATH_TESTS ?= tests/test_losses.py tests/test_stats.py tests/toy/test_solvers.py \
+	tests/toy/test_grid.py tests/toy/test_data.py tests/toy/test_theory.py \
+	tests/toy/test_analysis.py tests/test_distributions.py tests/noise/test_families.py tests/noise/test_matching.py \
+	tests/noise/test_truncated_ci.py tests/noise/test_validation.py tests/test_params.py \
 	tests/test_interpret.py tests/test_figure1.py \
 	tests/test_cli.py::test_input_checks_raise_input_error
 

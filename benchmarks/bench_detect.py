@@ -28,7 +28,7 @@ from torch import nn
 from torchvision.models.detection import FasterRCNN, RetinaNet
 from torchvision.models.detection.retinanet import RetinaNetHead
 
-from huberkl.detect.models import build_model
+from huberkl.detect.model.detectors import build_model
 from huberkl.params import load_preset
 
 NUM_CLASSES = 3

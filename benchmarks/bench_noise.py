@@ -2,7 +2,7 @@
 
 Two COCO instances files of 900k boxes (150k images, 6 boxes each, 80 categories; the
 second is the first with Laplace noise of scale 0.05 in the target coding, through
-``huberkl.detect.synth.perturb_targets``) are written once, then
+``huberkl.detect.data.synth.perturb_targets``) are written once, then
 ``huberkl.noise.measure.from_annotations`` runs on them end to end, as the command does
 (JSON reading, Hungarian matching, truncation-aware fits of four families per coordinate,
 bootstrap intervals, settings read-off). The ratio is the 60 s target over the wall time
@@ -26,7 +26,7 @@ SCALE = 0.05
 
 def write_pair(root: Path, seed: int = 0) -> tuple[Path, Path]:
     """The reference file and its noisy copy (annotation ids shared)."""
-    from huberkl.detect.synth import perturb_targets
+    from huberkl.detect.data.synth import perturb_targets
 
     rng = np.random.default_rng(seed)
     n = IMAGES * PER_IMAGE

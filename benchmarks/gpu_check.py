@@ -23,7 +23,7 @@ What it measures (every figure after a warm-up, so CUDA start-up is not in it):
 The JSON is rewritten after each part, so a run stopped by a time limit keeps what it
 measured; a run of some parts (``--only``) updates those in an existing record and keeps
 the others (``part_dates`` says when each was measured). ``--tiny`` shrinks every size (and compiles with the ``eager`` backend) so that
-``tests/test_toy_gpu_check.py`` runs every code path on the CPU in seconds; its numbers
+``tests/toy/test_gpu_check.py`` runs every code path on the CPU in seconds; its numbers
 mean nothing and its file is named ``<device>-tiny.json``.
 """
 
@@ -236,12 +236,13 @@ def steps_per_second(
     from omegaconf import OmegaConf
 
     from huberkl import config
-    from huberkl.detect import engine, optim
+    from huberkl.detect.training import optim
+    from huberkl.detect.training.train import make_model
 
     cfg = config.compose(overrides)
     d = cfg.detect
     torch.manual_seed(0)
-    model = engine.make_model(cfg, classes).to(device).train()
+    model = make_model(cfg, classes).to(device).train()
     if variant == "channels_last":
         model = model.to(memory_format=torch.channels_last)
     elif variant == "compile":

@@ -7,6 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 # The one config directory (YAML shipped as package data): Hydra composes it in
-# huberkl.config and the Hydra entry point; huberkl.params reads its presets directly.
+# huberkl.config (and so huberkl.commands.hydra_app); huberkl.params reads its presets directly.
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 OUTPUTS = Path("outputs")  # results, relative to where a command runs

@@ -13,7 +13,7 @@ before any command makes a folder.
 Keys a YAML file may leave out (so that the resolved default configs, and the reproduction's
 cache keys that hash them, stay as they are) are held in open ``dict`` fields and checked in
 ``__post_init__``: ``data.synth``'s optional keys, a stage's ``normaliser`` and any extra
-``detect.model`` field of :class:`huberkl.detect.models.ModelConfig`. ``detect.model`` is
+``detect.model`` field of :class:`huberkl.detect.model.detectors.ModelConfig`. ``detect.model`` is
 also open to plain overrides: ``detect.model.backbone_weights=IMAGENET1K_V1`` sets a field
 that no YAML lists without Hydra's ``+`` (any other key is refused while composing).
 """
@@ -171,7 +171,7 @@ class Schedule:
 
 
 # ModelConfig's fields, here without importing torch (tests/test_config_schema.py holds them
-# equal to dataclasses.fields(huberkl.detect.models.ModelConfig)).
+# equal to dataclasses.fields(huberkl.detect.model.detectors.ModelConfig)).
 MODEL_KEYS = (
     "arch",
     "backbone",
@@ -219,7 +219,7 @@ def _open_model() -> Any:
     leaves out (README's ``detect.model.backbone_weights=...`` on the quick config), while
     the resolved config keeps only the keys the YAML and the overrides give: declaring every
     field with its default would change the reproduction's cache keys and refuse to resume
-    every existing run (:mod:`huberkl.detect.runs` compares resolved configs).
+    every existing run (:mod:`huberkl.detect.training.runs` compares resolved configs).
     """
     from omegaconf import OmegaConf
 
@@ -230,9 +230,9 @@ def _open_model() -> Any:
 
 @dataclass
 class DetectSchema:
-    """``conf/detect/*.yaml``: what :func:`huberkl.detect.engine.train` reads.
+    """``conf/detect/*.yaml``: what :func:`huberkl.detect.training.train.train` reads.
 
-    ``model`` stays open: its keys are :class:`huberkl.detect.models.ModelConfig` fields
+    ``model`` stays open: its keys are :class:`huberkl.detect.model.detectors.ModelConfig` fields
     (:data:`MODEL_KEYS`, checked here; their values are checked by that dataclass), and
     any of them may be set with ``detect.model.KEY=V``, whether the YAML lists it or not.
     """
@@ -319,11 +319,11 @@ class SynthDataSchema(DataSchema):
 
 
 def _check_synth(s: dict[str, Any]) -> None:
-    """Unknown keys, then :func:`huberkl.detect.synth.check_args` (the check ``synthesize``
+    """Unknown keys, then :func:`huberkl.detect.data.synth.check_args` (the check ``synthesize``
     itself runs for library callers), with the key's full name in front of its message."""
     import inspect
 
-    from huberkl.detect.synth import check_args
+    from huberkl.detect.data.synth import check_args
 
     known = [p for p in inspect.signature(check_args).parameters if p != "_"]
     unknown = sorted(set(s) - set(known))

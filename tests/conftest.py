@@ -1,8 +1,9 @@
-"""Shared test hygiene."""
+"""Shared fixtures and test hygiene (helpers to import are in ``tests/helpers/``)."""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -16,3 +17,14 @@ def _restore_logging():
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    """A clean 64-px synthetic set, 8 train and 4 val images, made once per test module
+    (the detection tests train the tiny model of ``tests/helpers/detect_tiny.py`` on it)."""
+    from huberkl.detect.data.synth import synthesize
+
+    root = tmp_path_factory.mktemp("synth")
+    synthesize(root, images=8, size=64, seed=0, noise="none", noise_scale=0.0, val_images=4)
+    return root

@@ -13,9 +13,9 @@ import sys
 import pytest
 import torch
 import yaml
-from _cli import run
 
 from huberkl import __version__, cli
+from tests.helpers.cli import run
 
 
 def one_error_line(err: str) -> str:
@@ -151,7 +151,9 @@ def test_report_without_a_reproduction_is_bad_input(monkeypatch, capsys):
         lambda: __import__("huberkl.losses").losses.huber([1.0], 1.0, reduction="avg"),
         lambda: __import__("huberkl.losses").losses.huber(torch.ones(2, dtype=torch.cfloat), 1.0),
         lambda: __import__("huberkl.toy.solvers").toy.solvers.Design.from_matrix(torch.ones(3, 2)),
-        lambda: __import__("huberkl.detect.data").detect.data.CocoDetection("no", "no.json"),
+        lambda: __import__("huberkl.detect.data.datasets").detect.data.datasets.CocoDetection(
+            "no", "no.json"
+        ),
     ],
     ids=["x-not-a-number", "reduction", "complex", "rank-deficient-design", "missing-annotations"],
 )

@@ -14,7 +14,7 @@ import yaml
 
 from huberkl import config, schema
 from huberkl.errors import InputError
-from tests._cli import run
+from tests.helpers.cli import run
 
 
 def _bad(monkeypatch, capsys, tmp_path, *args: str) -> str:
@@ -154,7 +154,7 @@ def test_library_callers_get_the_same_checks():
 
 
 def test_sweep_points_is_the_basic_sweepers_product():
-    from huberkl.detect.hydra_app import sweep_points
+    from huberkl.commands.hydra_app import sweep_points
 
     jobs = sweep_points(["params=a,b", "seed=1,2", "detect.iters=3", "x='p,q'"])
     assert jobs == [
@@ -232,7 +232,7 @@ def test_any_model_field_is_settable_and_unknown_ones_are_refused(monkeypatch, c
     """Every ModelConfig field with or without ``+``; a misspelt one is one line at compose."""
     import dataclasses
 
-    from huberkl.detect.models import ModelConfig
+    from huberkl.detect.model.detectors import ModelConfig
 
     assert schema.MODEL_KEYS == tuple(f.name for f in dataclasses.fields(ModelConfig))
     cfg = config.compose(["detect.model.score_thresh=0.3", "+detect.model.nms_thresh=0.4"])

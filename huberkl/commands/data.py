@@ -102,8 +102,8 @@ def synth(
     from rich.progress import Progress
     from rich.table import Table
 
-    from huberkl.detect.sets import check_new_set
-    from huberkl.detect.synth import synthesize
+    from huberkl.detect.data.sets import check_new_set
+    from huberkl.detect.data.synth import synthesize
 
     # data.synth was checked at compose (huberkl.schema.SynthDataSchema)
     kwargs = OmegaConf.to_container(run_cfg.data.synth, resolve=True)
@@ -159,7 +159,7 @@ def check(
     from rich.progress import track
     from rich.table import Table
 
-    from huberkl.detect.data import CocoDetection
+    from huberkl.detect.data.datasets import CocoDetection
 
     console = Console()
     for name, images_path, ann_path in sources:
@@ -203,7 +203,7 @@ def show(
 
     from rich.console import Console
 
-    from huberkl.detect.pictures import show_split
+    from huberkl.detect.evaluation.pictures import show_split
 
     d = run_cfg.data
     shown = show_split(

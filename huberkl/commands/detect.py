@@ -85,9 +85,9 @@ def _resume_dir(overrides: list[str], run_cfg) -> Path | None:
     """Where ``detect.resume=...`` continues when no --out is given.
 
     ``true``: the newest run under ``outputs/detect/`` whose saved config is this one
-    (:func:`huberkl.detect.runs.find_matching_run`); a path: that run's folder.
+    (:func:`huberkl.detect.training.runs.find_matching_run`); a path: that run's folder.
     """
-    from huberkl.detect import runs
+    from huberkl.detect.training import runs
 
     value = run_cfg.detect.get("resume")
     if value is None or str(value).lower() in ("false", "no", "0", "null", ""):
@@ -109,13 +109,13 @@ def train(
     """Train a detector (config group detect, box loss from params) and score it on val."""
     overrides = list(overrides or [])
     if multirun and cfg:  # show the first job's config
-        from huberkl.detect.hydra_app import sweep_points
+        from huberkl.commands.hydra_app import sweep_points
 
         overrides = [o for o in sweep_points(overrides)[0] if not o.startswith("hydra")]
         multirun = False
     if multirun:
         from huberkl.commands._common import check_out
-        from huberkl.detect.hydra_app import multirun as sweep
+        from huberkl.commands.hydra_app import multirun as sweep
 
         check_out(out)  # Hydra would make the sweep folder with a traceback
         sweep(overrides, out)
@@ -125,7 +125,10 @@ def train(
     from rich.console import Console
 
     from huberkl import config
-    from huberkl.detect import dist, engine, runs
+    from huberkl.detect import dist
+    from huberkl.detect.training import runs
+    from huberkl.detect.training import train as training
+    from huberkl.detect.training.loop import NonFiniteLossError
     from huberkl.errors import InputError
 
     # Composed and checked (huberkl.schema) before any folder; the folder is made below,
@@ -165,8 +168,8 @@ def train(
         console = Console(stderr=True, quiet=not info.is_main)
         console.print(f"[dim]run folder {out_dir}[/]")
         try:
-            result = engine.train(run_cfg, out_dir)
-        except engine.NonFiniteLossError as exc:
+            result = training.train(run_cfg, out_dir)
+        except NonFiniteLossError as exc:
             dist.destroy()
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
@@ -174,7 +177,7 @@ def train(
         # The run's own config is in its checkpoint: this line alone continues it.
         again = f"huberkl detect --out {shlex.quote(str(out_dir))} detect.resume=true"
         console.print(
-            f"stopped at iteration {result.iteration}; checkpoint {out_dir / engine.CHECKPOINT}; "
+            f"stopped at iteration {result.iteration}; checkpoint {out_dir / runs.CHECKPOINT}; "
             f"continue with: {again}",
             highlight=False,
             markup=False,
@@ -207,8 +210,10 @@ def evaluate(
     from rich.console import Console
 
     from huberkl import config
-    from huberkl.detect import checkpoint as ckpt
-    from huberkl.detect import engine, runs
+    from huberkl.detect.evaluation.coco_eval import METRICS
+    from huberkl.detect.evaluation.evaluate import evaluate_checkpoint
+    from huberkl.detect.training import checkpoint as ckpt
+    from huberkl.detect.training import runs
 
     overrides = list(overrides or [])
     run_cfg = runs.checkpoint_config(ckpt.read_checkpoint(checkpoint, mmap=True), overrides)
@@ -218,11 +223,11 @@ def evaluate(
     with config.undo_on_refusal():  # e.g. the data is gone: no folder is left behind
         out_dir = config.run_dir("detect-evaluate", out)
         config.save_run(run_cfg, out_dir, "detect-evaluate", overrides)
-        metrics = engine.evaluate_checkpoint(run_cfg, checkpoint, split, out_dir)
+        metrics = evaluate_checkpoint(run_cfg, checkpoint, split, out_dir)
     if metrics:
         Console().print(
             f"AP {metrics['AP']:.3f}  AP50 {metrics['AP50']:.3f}  AP75 {metrics['AP75']:.3f}  "
-            f"({metrics['images']} images) -> {out_dir / engine.METRICS}"
+            f"({metrics['images']} images) -> {out_dir / METRICS}"
         )
 
 
@@ -265,7 +270,13 @@ def predict(
     from rich.console import Console
 
     from huberkl import config
-    from huberkl.detect.predict import DETECTIONS, DRAWN, find_images, load_run, predict_images
+    from huberkl.detect.evaluation.predict import (
+        DETECTIONS,
+        DRAWN,
+        find_images,
+        load_run,
+        predict_images,
+    )
     from huberkl.errors import InputError
 
     paths = [Path(a) for a in inputs if "=" not in a or Path(a).exists()]
@@ -276,8 +287,8 @@ def predict(
         raise InputError(f"--score must be in [0, 1], got {score}")
     find_images(paths)  # bad paths fail before any folder is made
     if cfg:
-        from huberkl.detect import checkpoint as ckpt
-        from huberkl.detect.predict import check_overrides, run_config
+        from huberkl.detect.evaluation.predict import check_overrides, run_config
+        from huberkl.detect.training import checkpoint as ckpt
 
         check_overrides(overrides)
         state = ckpt.read_checkpoint(checkpoint, mmap=True)
@@ -316,8 +327,8 @@ def summarize(
     """Table 3/4: mAP at 0.5, 0.75 and 0.5:0.95 per setting, beside its noise scales."""
     from rich.console import Console
 
-    from huberkl.detect.summarize import rich_table
-    from huberkl.detect.summarize import summarize as run
+    from huberkl.detect.evaluation.summarize import rich_table
+    from huberkl.detect.evaluation.summarize import summarize as run
 
     rows, out_dir = run(folder, out)
     console = Console()

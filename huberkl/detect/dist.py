@@ -7,12 +7,16 @@ Launch on one machine with two processes (gloo on CPUs, nccl on GPUs)::
 and on several nodes with ``--nnodes``/``--rdzv-endpoint`` as usual. Without torchrun's
 ``RANK``/``LOCAL_RANK``/``WORLD_SIZE`` everything here degrades to a single process.
 Only rank 0 logs, writes files and saves checkpoints; every rank offsets its seed by its
-rank; predictions are gathered to rank 0 for COCO evaluation.
+rank; predictions are gathered to rank 0 for COCO evaluation. Every stage of ``detect``
+uses this module: the loaders (samplers), training and evaluation (ranks, gathers), and
+:func:`threads` sets a run's intra-op threads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +74,18 @@ def init(device: str = "auto") -> DistInfo:
             torch.cuda.set_device(dev)
         tdist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
     return DistInfo(rank, local_rank, world_size, dev)
+
+
+@contextlib.contextmanager
+def threads(n: int | None) -> Iterator[None]:
+    """``detect.threads`` intra-op threads for the duration (restored after: tests share a process)."""
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def destroy() -> None:

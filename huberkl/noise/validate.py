@@ -3,7 +3,7 @@
     python -m huberkl.noise.validate --out outputs/noise-validate
 
 Synthetic annotations: boxes of 12-60 px (aspect 0.6-1.6) scattered over 640-px images,
-several per image and category, perturbed with ``huberkl.detect.synth.perturb_targets``
+several per image and category, perturbed with ``huberkl.detect.data.synth.perturb_targets``
 (the ``data synth --noise-model targets`` path) by every family at scales 0.01-0.2.
 Gold mode measures one noisy copy against the clean boxes; peer mode two independent
 copies against each other. Each draw goes through the whole path (Hungarian matching,
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from huberkl.detect.synth import perturb_targets
+from huberkl.detect.data.synth import perturb_targets
 from huberkl.distributions import FAMILIES
 from huberkl.noise import estimate as est
 from huberkl.noise.matching import Boxes, match

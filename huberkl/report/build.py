@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from huberkl import __version__
+from huberkl.detect.evaluation import summarize
 from huberkl.params import COORDS
 from huberkl.report import paper
 from huberkl.report.files import copy_figure, link, read_json, save_table
 from huberkl.tables import markdown_table
 
-METRICS = (("AP50", "mAP@0.5"), ("AP75", "mAP@0.75"), ("AP", "mAP@[.5:.95]"))
+# Tables 3-6: detect summarize's mAP columns (its METRICS and cells), under the report's names.
+METRICS = tuple(zip(summarize.METRICS, ("mAP@0.5", "mAP@0.75", "mAP@[.5:.95]"), strict=True))
 
 
 # ---------------------------------------------------------------- small writers

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from huberkl import stats
+from huberkl.detect.evaluation import summarize
 from huberkl.report.files import read_json, save_table
 
-METRICS = (("AP50", "mAP@0.5"), ("AP75", "mAP@0.75"), ("AP", "mAP@[.5:.95]"))
 # The margin of the equivalence claims (Table 5's "very slight degradation", Table 6's
 # "nearly identical"), in AP units: 1 point, about the spread between the paper's settings
 # (Table 3: 0.4-1.9 points between the Implementation and Exp. A-C).
@@ -63,14 +63,9 @@ class Runs:
         )
 
     def cell(self, setting: str, key: str) -> str:
-        """``mean ± half-width`` in % over the setting's seeds."""
+        """``mean ± half-width`` in % over the setting's seeds (``detect summarize``'s cell)."""
         vals = list(self.values(setting, key).values())
-        if not vals:
-            return "not run"
-        iv = stats.t_interval(vals)
-        if iv.n == 1:
-            return f"{100 * iv.mean:.1f}"
-        return f"{100 * iv.mean:.1f} ± {100 * iv.half:.1f}"
+        return summarize.cell(vals, spread="ci95") if vals else "not run"
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ A fit's answer depends only on its own label row and α, but the chunking decide
 share a matrix product, and BLAS may then add in another order: results agree within
 float32 rounding across chunk sizes, thread counts and CPUs or BLAS code paths (MKL_CBWR,
 ATEN_CPU_CAPABILITY; ``make test-paths``), and are bitwise equal only for the same inputs,
-chunking, thread count, machine and code path (tested in ``tests/test_toy_grid.py``).
+chunking, thread count, machine and code path (tested in ``tests/toy/test_grid.py``).
 """
 
 from __future__ import annotations

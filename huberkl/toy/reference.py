@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 # Weight of the IRLS majoriser added to a singular Hessian. The plain majoriser (no H) needs
-# over 1000 steps on some α = 0.01 fits of tests/test_toy_solvers.py; 1e-12 to 1e-4 all
+# over 1000 steps on some α = 0.01 fits of tests/toy/test_solvers.py; 1e-12 to 1e-4 all
 # reach the minimum there within 70 steps, 1e-4 the fastest.
 _DAMPING = 1e-4
 

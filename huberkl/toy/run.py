@@ -135,7 +135,7 @@ def resolve_threads(value: int | None) -> int:
     """``toy.threads`` (checked by the schema): the count, or null for
     :func:`grid.available_cores`. The count is fixed by the config, not by how busy the
     machine is: float32 sums may round differently with another thread count (see
-    ``tests/test_toy_solvers.py``)."""
+    ``tests/toy/test_solvers.py``)."""
     return grid.available_cores() if value is None else int(value)
 
 

@@ -57,7 +57,7 @@ def default_ftol(dtype: torch.dtype) -> float:
     """Relative objective accuracy the Newton decrement must reach, per dtype.
 
     Float32 test-RMSE digits are limited by the data, not by this: 1e-10 relative in the
-    objective moves θ by about 1e-5 of the noise scale (see ``tests/test_toy_solvers.py``).
+    objective moves θ by about 1e-5 of the noise scale (see ``tests/toy/test_solvers.py``).
     """
     return 1e-10 if dtype == torch.float32 else 1e-15
 

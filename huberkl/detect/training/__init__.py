@@ -1,0 +1,1 @@
+"""Training a detector: the run (``train``), its optimiser, loop, log, checkpoints and resume."""
