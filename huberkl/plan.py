@@ -39,13 +39,21 @@ class Step:
     after: Step | None = None  # the step whose output this one reads: its key is in this one's
     serves: list[str] = field(default_factory=list)  # other settings that are this same run
     part: str = ""  # training runs: the `make reproduce PART=...` that trains it (schema.PARTS)
+    _key: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def argv(self, out: Path) -> list[str]:
         where = ["--out", str(out)] if self.writes else []
         return ["huberkl", *self.words, *where, *self.options, *self.overrides]
 
     def key(self) -> str:
-        """Hash of the words, options and the resolved config the overrides give."""
+        """Hash of the words, options and the resolved config the overrides give (and of
+        the step it reads, ``after``). Composed once per step: every run of a seed shares
+        its pretraining step, whose key would otherwise be recomposed for each of them."""
+        if self._key is None:
+            self._key = self._compute_key()
+        return self._key
+
+    def _compute_key(self) -> str:
         resolved = config.to_yaml(config.compose(self.overrides))
         extra = ""
         if self.words[:1] == ["interpret"]:  # interpret reads every preset file directly

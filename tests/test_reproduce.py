@@ -164,8 +164,10 @@ def test_full_scale_needs_coco_and_then_reads_it(tmp_path):
 
 
 def test_cache_key_is_stable_and_follows_the_config(tmp_path):
-    a = _steps("cpu", tmp_path)
-    b = _steps("cpu", tmp_path)
+    # Every non-training step and every setting's seed 0 (the other seeds differ only in
+    # seed=k; composing all 93 steps twice takes a minute).
+    a = [s for s in _steps("cpu", tmp_path) if s.seed in (None, 0)]
+    b = [s for s in _steps("cpu", tmp_path) if s.seed in (None, 0)]
     assert [s.key() for s in a] == [s.key() for s in b]
     step = next(s for s in a if s.name == "frcnn-exp-a-s0")
     changed = reproduce.Step(
