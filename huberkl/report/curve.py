@@ -150,7 +150,7 @@ def section(rep: Any, runs: Runs, plan: Any) -> dict[str, bool | None]:
         rows, ok = check(runs, c)
         status[c.arch] = ok
         if rows:
-            word = {True: "converged", False: "**not converged**", None: "not yet checked"}[ok]
+            word = {True: "converged", False: "NOT converged", None: "not yet checked"}[ok]
             steps = dict(c.points)[1.0]
             rep.add(f"**{c.arch}, {steps} steps: {word}.**\n")
             rep.add(markdown_table(header, rows))
