@@ -114,7 +114,7 @@ def check(runs: Runs, c: Curve) -> tuple[list[list[str]], bool | None]:
             move = stats.t_interval([d2[k] - d1[k] for k in seeds]) if seeds else None
             complete &= move is not None and move.n >= 2 and at1 is not None
             holds = (
-                move is not None and at1 is not None and move.n >= 2 and abs(move.mean) < at1.half
+                move is not None and at1 is not None and move.n >= 2 and abs(move.mean) <= at1.half
             )
             ok &= holds
             bound = f"{100 * at1.half:.1f}" if at1 is not None and math.isfinite(at1.half) else "?"
@@ -122,7 +122,7 @@ def check(runs: Runs, c: Curve) -> tuple[list[list[str]], bool | None]:
                 [
                     f"({other} − {c.reference}) {key}: 2x − 1x",
                     _fmt(move),
-                    f"|mean| < {bound} (its 1x half-width)",
+                    f"|mean| <= {bound} (its 1x half-width)",
                     "holds" if holds else ("not run" if move is None else "fails"),
                 ]
             )
