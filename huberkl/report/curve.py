@@ -23,7 +23,7 @@ from typing import Any
 
 from huberkl import stats
 from huberkl.report.detection import Runs
-from huberkl.report.files import save_table
+from huberkl.report.files import save_figure, save_table
 from huberkl.tables import markdown_table
 
 MOVE = (
@@ -209,8 +209,5 @@ def figure(path: Path, runs: Runs, cs: Sequence[Curve]) -> bool:
         ax.set_ylabel("mAP@0.75 (%)")
         ax.set_title(c.arch)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return True

@@ -40,3 +40,13 @@ def copy_figure(dest: Path, src: Path, name: str) -> str | None:
     figs.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, figs / name)
     return f"figures/{name}"
+
+
+def save_figure(fig: Any, path: Path, dpi: int = 120) -> None:
+    """Lay out a matplotlib figure, write it to ``path`` (folders made) and free it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)

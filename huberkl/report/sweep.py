@@ -16,7 +16,7 @@ from typing import Any
 
 from huberkl import stats
 from huberkl.report.detection import Comparison, Runs, judge_claims
-from huberkl.report.files import save_table
+from huberkl.report.files import save_figure, save_table
 from huberkl.tables import markdown_table
 
 VARIANTS = (
@@ -284,8 +284,5 @@ def figure(
         ax.set_xlabel("injected label-noise scale (x)")
         ax.set_ylabel("α·σx of the best setting")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
     return True

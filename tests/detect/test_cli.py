@@ -14,17 +14,10 @@ import torch
 import yaml
 
 from huberkl.cli import main
-from tests.helpers.detect_tiny import TINY_MODEL
+from tests.helpers.detect_tiny import TINY_RUN
 
 TINY = [
-    "data.synth.images=8",
-    "data.synth.val_images=4",
-    "data.synth.size=64",
-    *TINY_MODEL,
-    "detect.batch_size=2",
-    "detect.workers=0",
-    "detect.threads=1",
-    "detect.ckpt_every=0",
+    *TINY_RUN,
     "detect.schedule.warmup_iters=1",
 ]
 

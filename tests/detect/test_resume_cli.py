@@ -22,17 +22,10 @@ import yaml
 from huberkl.detect.training import checkpoint as ckpt
 from huberkl.detect.training import train as training
 from tests.helpers.cli import run
-from tests.helpers.detect_tiny import TINY_MODEL
+from tests.helpers.detect_tiny import TINY_RUN
 
 TINY = [
-    "data.synth.images=8",
-    "data.synth.val_images=4",
-    "data.synth.size=64",
-    *TINY_MODEL,
-    "detect.batch_size=2",
-    "detect.workers=0",
-    "detect.threads=1",
-    "detect.ckpt_every=0",
+    *TINY_RUN,
     "detect.schedule.warmup_iters=2",
     "detect.optim.name=sgd",
     "detect.optim.lr=0.01",

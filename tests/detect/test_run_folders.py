@@ -24,17 +24,10 @@ import pytest
 from huberkl import config
 from huberkl.errors import InputError
 from tests.helpers.cli import run
-from tests.helpers.detect_tiny import TINY_MODEL
+from tests.helpers.detect_tiny import TINY_RUN
 
 TINY = [
-    "data.synth.images=8",
-    "data.synth.val_images=4",
-    "data.synth.size=64",
-    *TINY_MODEL,
-    "detect.batch_size=2",
-    "detect.workers=0",
-    "detect.threads=1",
-    "detect.ckpt_every=0",
+    *TINY_RUN,
     "detect.iters=1",
     "detect.eval=false",
 ]

@@ -11,6 +11,18 @@ TINY_MODEL = [
     "detect.model.rpn_post_nms_top_n_test=50",
     "detect.model.box_batch_size_per_image=32",
 ]
+# A CLI training run of that model on an 8-image, 64-px synthetic set, one process, no
+# periodic checkpoints: the tests add their schedule (and optimiser) to it.
+TINY_RUN = [
+    "data.synth.images=8",
+    "data.synth.val_images=4",
+    "data.synth.size=64",
+    *TINY_MODEL,
+    "detect.batch_size=2",
+    "detect.workers=0",
+    "detect.threads=1",
+    "detect.ckpt_every=0",
+]
 
 
 def losses_and_grads(model, batch, seed: int) -> tuple[dict, dict]:
