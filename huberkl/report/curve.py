@@ -83,7 +83,7 @@ def _paired(runs: Runs, a: str, b: str, key: str) -> tuple[stats.Interval | None
     seeds = sorted(set(va) & set(vb))
     if not seeds:
         return None, {}
-    diffs = {k: va[k] - vb[k] for k in seeds}
+    diffs = dict(zip(seeds, stats.differences(va, vb), strict=True))
     return stats.t_interval(list(diffs.values())), diffs
 
 
