@@ -38,7 +38,9 @@ class Step:
     seed: int | None = None
     after: Step | None = None  # the step whose output this one reads: its key is in this one's
     serves: list[str] = field(default_factory=list)  # other settings that are this same run
-    part: str = ""  # training runs: the `make reproduce PART=...` that trains it (schema.PARTS)
+    part: str = ""  # training runs: their group (schema.PARTS), which `make reproduce PART=` picks
+    run: str = ""  # training runs of scale.detect.runs and their curves: that run's name
+    scale: float | None = None  # sweep runs: the noise scale of their set
     _key: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def argv(self, out: Path) -> list[str]:
@@ -196,6 +198,7 @@ def build_steps(plan: DictConfig, root: Path) -> list[Step]:
                     setting=str(run.name),
                     seed=int(seed),
                     part=str(run.get("part", "tables")),
+                    run=str(run.name),
                     after=after,
                 )
             )
@@ -204,6 +207,22 @@ def build_steps(plan: DictConfig, root: Path) -> list[Step]:
 
 
 PRETEXT = "pretext"  # the pretext set's step; its runs are pretrain-s<seed>
+
+
+def in_part(step: Step, plan: DictConfig, part: str) -> bool:
+    """Whether ``make reproduce PART=part`` trains ``step``: a group of schema.PARTS, or a
+    part of ``scale.parts`` (every non-empty field must match)."""
+    from huberkl.schema import PARTS
+
+    if part in PARTS:
+        return step.part == part
+    p = plan.scale.parts[part]
+    return (
+        (not p.groups or step.part in p.groups)
+        and (not p.runs or step.run in p.runs)
+        and (not p.seeds or step.seed in p.seeds)
+        and (not p.scales or step.scale in p.scales)
+    )
 
 
 def _ordered(steps: list[Step], pre: list[Step]) -> list[Step]:
@@ -220,15 +239,17 @@ def plan_seeds(plan: DictConfig) -> list[int]:
 
 
 def pretrain_steps(plan: DictConfig, root: Path, nproc: int = 1) -> dict[str, Step]:
-    """The pretext set and one pretraining run per seed (none without ``scale.pretrain.synth``
-    or on COCO, whose detectors start from ImageNet weights instead)."""
+    """The pretext set and one pretraining run per seed, or one for all (``scale.pretrain.seed``);
+    none without ``scale.pretrain.synth`` or on COCO, whose detectors start from ImageNet
+    weights instead."""
     s = plan.scale
     pt = s.get("pretrain")
     if pt is None or not pt.synth or plan.get("coco"):
         return {}
     pretext = Step(PRETEXT, ["data", "synth"], overrides=list(pt.synth), title="Pretext set")
     out = {PRETEXT: pretext}
-    for seed in plan_seeds(plan):
+    shared = pt.get("seed")
+    for seed in plan_seeds(plan) if shared is None else [int(shared)]:
         out[f"pretrain-s{seed}"] = Step(
             f"pretrain-s{seed}",
             ["detect", "train"],
@@ -252,8 +273,10 @@ def pretrain_steps(plan: DictConfig, root: Path, nproc: int = 1) -> dict[str, St
 def starts_from(
     pretrained: dict[str, Step], root: Path, seed: int
 ) -> tuple[list[str], Step | None]:
-    """The override that starts a seed's run from its pretrained backbone, and that step."""
-    step = pretrained.get(f"pretrain-s{seed}")
+    """The override that starts a seed's run from its pretrained backbone, and that step
+    (the one shared backbone where there is only one)."""
+    runs = [st for name, st in pretrained.items() if name != PRETEXT]
+    step = runs[0] if len(runs) == 1 else pretrained.get(f"pretrain-s{seed}")
     if step is None:
         return [], None
     return [f"detect.model.backbone_init={root / step.name / 'checkpoint.pt'}"], step
@@ -305,6 +328,7 @@ def curve_steps(plan: DictConfig, steps: Sequence[Step]) -> list[Step]:
                         setting=f"{name}-x{m:g}",
                         seed=int(seed),
                         part="curves",
+                        run=str(name),
                         after=like.after,
                     )
                 )
@@ -408,6 +432,7 @@ def sweep_steps(plan: DictConfig, root: Path, steps: Sequence[Step]) -> list[Ste
                         setting=setting,
                         seed=int(seed),
                         part="sweep",
+                        scale=scale,
                         after=after,
                     )
                 )

@@ -21,13 +21,14 @@ import sys
 import time
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from huberkl import config
 from huberkl.plan import (  # noqa: F401  (re-exported: the plan's API)
     Step,
     all_steps,
     build_steps,
+    in_part,
     load_plan,
     matched_preset,
     sweep_sets,
@@ -168,12 +169,13 @@ def train(todo: list[tuple[Step, Path, str]], jobs: int, console) -> None:
             _run_parallel(batch, jobs, console)
 
 
-def check_part(part: str | None) -> None:
+def check_part(part: str | None, plan: DictConfig) -> None:
     from huberkl.errors import InputError
     from huberkl.schema import PARTS
 
-    if part is not None and part not in PARTS:
-        raise InputError(f"--part {part!r}: expected one of {', '.join(PARTS)} (or none: all)")
+    names = [*plan.scale.get("parts", {}), *PARTS]
+    if part is not None and part not in names:
+        raise InputError(f"--part {part!r}: expected one of {', '.join(names)} (or none: all)")
 
 
 def reproduce(
@@ -186,15 +188,16 @@ def reproduce(
 ) -> Path:
     """Run (or skip, when cached) every step of ``scale``, then write the report.
 
-    ``part``: train only that part's runs (:data:`huberkl.schema.PARTS`); the figures, sets
+    ``part``: train only that part's runs (a group of :data:`huberkl.schema.PARTS` or a
+    part of ``scale.parts``); the figures, sets
     and measurements always run. Training runs recorded in ``reference`` with the same key
     are taken from there; the report covers every run done so far.
     """
     from rich.console import Console
 
-    check_part(part)
     console = Console()
     plan = load_plan(scale, coco, overrides)
+    check_part(part, plan)
     root = ROOT / scale
     root.mkdir(parents=True, exist_ok=True)
     (root / "plan.yaml").write_text(OmegaConf.to_yaml(plan, resolve=True), encoding="utf-8")
@@ -214,7 +217,7 @@ def reproduce(
             if not force and adopt(step, out, key, reference):
                 console.print(f"[dim][{i}/{total}] {step.name}: from {reference} ({key})[/]")
                 continue
-            if part is not None and step.seed is not None and step.part != part:
+            if part is not None and step.seed is not None and not in_part(step, plan, part):
                 skipped.append(step.name)
                 continue
             if step.resumable:
@@ -245,7 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", default="cpu", help="cpu (default), smoke or full")
     parser.add_argument("--coco", default=None, help="COCO folder for --scale full")
     parser.add_argument(
-        "--part", default=None, help="train only this part's runs: tables, retinanet, curves, sweep"
+        "--part",
+        default=None,
+        help="train only this part's runs (scale.parts, or a group: tables, retinanet, curves, sweep)",
     )
     parser.add_argument(
         "--force", action="store_true", help="ignore the cache and rerun every step"

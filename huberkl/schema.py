@@ -389,7 +389,7 @@ class LossesSchema:
 # ----------------------------------------------------------------------------- scale
 
 
-PARTS = ("tables", "retinanet", "curves", "sweep")  # make reproduce PART=...: training runs
+PARTS = ("tables", "retinanet", "curves", "sweep")  # the groups of training runs (ScaleRun.part)
 
 
 @dataclass
@@ -411,6 +411,20 @@ class ScalePretrain:
     synth: list[str] = field(default_factory=list)  # the pretext set's overrides; []: none
     arch: str = "faster_rcnn"  # whose protocol config it trains with
     overrides: list[str] = field(default_factory=list)  # of its training run
+    # None: one backbone per seed; a seed: one backbone (of that seed) for every seed, as
+    # the paper's runs all start from the same ImageNet weights
+    seed: int | None = None
+
+
+@dataclass
+class ScalePart:
+    """``make reproduce PART=<name>``: the training runs that match every non-empty field,
+    so that a reproduction too long for one sitting runs a part at a time."""
+
+    groups: list[str] = field(default_factory=list)  # of PARTS (a run's ``part``; curves)
+    runs: list[str] = field(default_factory=list)  # scale.detect.runs names (and their curves)
+    seeds: list[int] = field(default_factory=list)
+    scales: list[float] = field(default_factory=list)  # the sweep's noise scales
 
 
 @dataclass
@@ -463,9 +477,11 @@ class ScaleSchema:
     curve: ScaleCurve = field(default_factory=ScaleCurve)
     pretrain: ScalePretrain = field(default_factory=ScalePretrain)
     sweep: ScaleSweep = field(default_factory=ScaleSweep)
+    parts: dict[str, ScalePart] = field(default_factory=dict)  # beside the PARTS groups
 
     def __post_init__(self) -> None:
         _at_least("scale.jobs", self.jobs, 1)
+        self._check_parts()
         lists = [("detect", self.detect.seeds), ("sweep", self.sweep.seeds)]
         lists += [("curve", self.curve.seeds)] if self.curve.runs else []
         for key, seeds in lists:
@@ -493,6 +509,21 @@ class ScaleSchema:
         n = self.detect.nproc
         if n != "auto" and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
             _fail("scale.detect.nproc", n, "an integer >= 1 or auto")
+
+    def _check_parts(self) -> None:
+        names = [r.name for r in self.detect.runs]
+        for key, p in self.parts.items():
+            if key in PARTS:
+                _fail("scale.parts", key, f"a name other than the groups {', '.join(PARTS)}")
+            for g in p.groups:
+                if g not in PARTS:
+                    _fail(f"scale.parts.{key}.groups", g, f"one of {', '.join(PARTS)}")
+            for r in p.runs:
+                if r not in names:
+                    _fail(f"scale.parts.{key}.runs", r, "a name of scale.detect.runs")
+            for v in p.scales:
+                if v not in self.sweep.scales:
+                    _fail(f"scale.parts.{key}.scales", v, f"one of {list(self.sweep.scales)}")
 
 
 GROUPS: dict[str, type] = {

@@ -14,6 +14,7 @@ from huberkl.errors import InputError
 from huberkl.report import curve
 from huberkl.report.build import export_reference, portable
 from huberkl.report.detection import Runs, overall
+from huberkl.schema import ScaleDetect, ScalePart, ScaleRun, ScaleSchema
 
 
 def _cpu(tmp_path: Path):
@@ -25,7 +26,7 @@ def test_curve_runs_are_the_table_runs_at_other_schedule_lengths(tmp_path):
     p, steps = _cpu(tmp_path)
     by = {s.name: s for s in steps}
     n = plans.schedule_length(p, "faster_rcnn")
-    for m in (0.25, 0.5, 2):
+    for m in (0.125, 0.5, 2):
         st = by[f"frcnn-exp-a-x{m:g}-s1"]
         table = by["frcnn-exp-a-s1"]
         # Same overrides (data, params, seed) but the schedule length; its own part.
@@ -39,8 +40,44 @@ def test_curve_and_parts_are_checked():
         plans.load_plan("cpu", overrides=["scale.curve.runs=[nope]"])
     with pytest.raises(InputError, match="scale.curve.multiples"):
         plans.load_plan("cpu", overrides=["scale.curve.multiples=[0,2]"])
-    with pytest.raises(InputError, match="--part"):
-        reproduce.check_part("tablez")
+    with pytest.raises(InputError, match="--part 'tablez'.*curves-a"):
+        reproduce.check_part("tablez", plans.load_plan("cpu"))
+    reproduce.check_part("sweep", plans.load_plan("cpu"))  # a group is a part too
+    runs = [ScaleRun(name="a")]
+    bad = {
+        "scale.parts.x.groups": {"x": ScalePart(groups=["tablez"])},
+        "scale.parts.x.runs": {"x": ScalePart(runs=["nope"])},
+        "scale.parts.x.scales": {"x": ScalePart(scales=[0.3])},
+        "scale.parts": {"tables": ScalePart(seeds=[0])},
+    }
+    for key, parts in bad.items():
+        with pytest.raises(InputError, match=key.replace(".", r"\.")):
+            ScaleSchema(name="x", detect=ScaleDetect(runs=runs), parts=parts)
+
+
+def test_the_parts_cover_every_training_run_once(tmp_path):
+    """The CPU plan's parts cover its runs (sweep runs included); they overlap only where
+    the curve's parts take the table runs they extend (the first part to run trains them)."""
+    p = plans.load_plan("cpu")
+    steps = plans.build_steps(p, tmp_path)
+    sweep = [
+        plans.Step(f"sweep-{v:g}-{k}-s{seed}", ["detect"], seed=seed, part="sweep", scale=v)
+        for v in p.scale.sweep.scales
+        for k in range(6)
+        for seed in p.scale.sweep.seeds
+    ]
+    runs = [s for s in [*steps, *sweep] if s.seed is not None]
+    for st in runs:
+        owners = [name for name in p.scale.parts if plans.in_part(st, p, name)]
+        curve_base = st.run in p.scale.curve.runs and st.seed in p.scale.curve.seeds
+        assert len(owners) == 1 or (curve_base and len(owners) == 2), (st.name, owners)
+    by = {s.name: s for s in runs}
+    assert plans.in_part(by["frcnn-exp-a-x2-s1"], p, "curves-a")
+    assert plans.in_part(by["frcnn-exp-a-s1"], p, "curves-a")  # its multiple 1
+    assert not plans.in_part(by["frcnn-exp-a-s1"], p, "curves-b")
+    assert plans.in_part(by["retinanet-exp-a-x0.5-s2"], p, "retinanet-b")
+    assert plans.in_part(by["sweep-0.1-3-s2"], p, "sweep-e")
+    assert plans.in_part(by["frcnn-exp-a-x2-s1"], p, "curves")  # the groups stay parts
 
 
 def _record(dest: Path, step: plans.Step, key: str, ap: float = 0.5) -> None:
@@ -84,6 +121,16 @@ def test_a_part_trains_only_its_runs(tmp_path, monkeypatch):
     trained = [n for n in ran if n.startswith(("frcnn", "retinanet", "sweep"))]
     assert trained and all(n.startswith("retinanet-") and "-x" not in n for n in trained)
     assert {"figure1", "tables12", "figure2", "synth"} <= set(ran)
+    ran.clear()
+    reproduce.reproduce("cpu", part="curves-b", reference=tmp_path / "none")
+    trained = sorted(n for n in ran if n.startswith(("frcnn", "retinanet", "sweep")))
+    want = [
+        f"frcnn-{s}{m}-s2"
+        for s in ("exp-a", "implementation")
+        for m in ("", "-x0.125", "-x0.5", "-x2")
+    ]
+    assert trained == sorted(want)
+    assert "pretrain-s0" in ran  # the one shared backbone its runs start from
 
 
 def test_alpha_only_matches_the_measured_noise_with_alpha_alone():
@@ -191,8 +238,19 @@ PRETRAIN = [
 ]
 
 
-def test_every_run_of_a_seed_starts_from_that_seeds_pretrained_backbone(tmp_path):
+def test_every_run_starts_from_the_one_shared_pretrained_backbone(tmp_path):
     p = plans.load_plan("cpu", overrides=PRETRAIN)
+    steps = plans.build_steps(p, tmp_path)
+    pre = [s for s in steps if s.name.startswith("pretrain")]
+    assert [s.name for s in pre] == ["pretrain-s0"] and pre[0].overrides[-1] == "seed=0"
+    init = f"detect.model.backbone_init={tmp_path / 'pretrain-s0' / 'checkpoint.pt'}"
+    for st in steps:
+        if st.seed is not None:
+            assert st.after is pre[0] and init in st.overrides, st.name
+
+
+def test_every_run_of_a_seed_starts_from_that_seeds_pretrained_backbone(tmp_path):
+    p = plans.load_plan("cpu", overrides=[*PRETRAIN, "scale.pretrain.seed=null"])
     steps = plans.build_steps(p, tmp_path)
     names = [s.name for s in steps]
     pre = [n for n in names if n.startswith("pretrain-")]
@@ -206,7 +264,10 @@ def test_every_run_of_a_seed_starts_from_that_seeds_pretrained_backbone(tmp_path
         init = tmp_path / f"pretrain-s{seed}" / "checkpoint.pt"
         assert f"detect.model.backbone_init={init}" in st.overrides
     # A new pretraining (another pretext) is another key for every run that starts from it.
-    other = plans.load_plan("cpu", overrides=[*PRETRAIN[:1], PRETRAIN[1].replace("30", "31")])
+    other = plans.load_plan(
+        "cpu",
+        overrides=[*PRETRAIN[:1], PRETRAIN[1].replace("30", "31"), "scale.pretrain.seed=null"],
+    )
     again = {s.name: s for s in plans.build_steps(other, tmp_path)}
     assert again["frcnn-exp-a-s2"].key() != by["frcnn-exp-a-s2"].key()
     # Without pretraining nothing changes: no pretext, no start override.
