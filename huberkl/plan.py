@@ -216,7 +216,7 @@ def in_part(step: Step, plan: DictConfig, part: str) -> bool:
 
     if part in PARTS:
         return step.part == part
-    p = plan.scale.parts[part]
+    p = (plan.scale.parts or {})[part]
     return (
         (not p.groups or step.part in p.groups)
         and (not p.runs or step.run in p.runs)

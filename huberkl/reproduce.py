@@ -173,7 +173,7 @@ def check_part(part: str | None, plan: DictConfig) -> None:
     from huberkl.errors import InputError
     from huberkl.schema import PARTS
 
-    names = [*plan.scale.get("parts", {}), *PARTS]
+    names = [*(plan.scale.get("parts") or {}), *PARTS]
     if part is not None and part not in names:
         raise InputError(f"--part {part!r}: expected one of {', '.join(names)} (or none: all)")
 

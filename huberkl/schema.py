@@ -477,11 +477,11 @@ class ScaleSchema:
     curve: ScaleCurve = field(default_factory=ScaleCurve)
     pretrain: ScalePretrain = field(default_factory=ScalePretrain)
     sweep: ScaleSweep = field(default_factory=ScaleSweep)
-    parts: dict[str, ScalePart] = field(default_factory=dict)  # beside the PARTS groups
+    # beside the PARTS groups; null: none (a scale that inherits another's and not its parts)
+    parts: dict[str, ScalePart] | None = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _at_least("scale.jobs", self.jobs, 1)
-        self._check_parts()
         lists = [("detect", self.detect.seeds), ("sweep", self.sweep.seeds)]
         lists += [("curve", self.curve.seeds)] if self.curve.runs else []
         for key, seeds in lists:
@@ -509,10 +509,11 @@ class ScaleSchema:
         n = self.detect.nproc
         if n != "auto" and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
             _fail("scale.detect.nproc", n, "an integer >= 1 or auto")
+        self._check_parts()
 
     def _check_parts(self) -> None:
         names = [r.name for r in self.detect.runs]
-        for key, p in self.parts.items():
+        for key, p in (self.parts or {}).items():
             if key in PARTS:
                 _fail("scale.parts", key, f"a name other than the groups {', '.join(PARTS)}")
             for g in p.groups:

@@ -39,7 +39,7 @@ def test_cpu_plan_has_every_table_and_figure(tmp_path):
     names = [s.name for s in _steps("cpu", tmp_path)]
     assert names[:4] == ["figure1", "tables12", "figure2", "synth"]
     # The sweep: a set and a noise measurement per scale; 0.05 is the set of Tables 3-6.
-    for s in ("0.02", "0.1", "0.2"):
+    for s in ("0.02", "0.1"):
         assert f"synth-{s}" in names and f"noise-{s}" in names
     assert "noise-0.05" in names and "synth-0.05" not in names
     # Table 3's five settings with 4 paired seeds, the other tables with the first 3.
@@ -49,13 +49,13 @@ def test_cpu_plan_has_every_table_and_figure(tmp_path):
     assert frcnn == {f"frcnn-{p}-s{k}" for p in RUNS for k in seeds[p]}
     retina_runs = ("implementation", "exp-a", "exp-b", "exp-a-balanced")
     assert retina == {f"retinanet-{p}-s{k}" for p in retina_runs for k in range(3)}
-    # The learning curve: the Implementation and Exp. A of each detector at ¼, ½ and 2x.
+    # The learning curve: the Implementation and Exp. A of each detector at ⅛, ½ and 2x.
     curve = {n for n in names if "-x" in n}
     assert curve == {
         f"{d}-{p}-x{m}-s{k}"
         for d in ("frcnn", "retinanet")
         for p in ("implementation", "exp-a")
-        for m in ("0.25", "0.5", "2")
+        for m in ("0.125", "0.5", "2")
         for k in range(3)
     }
 
@@ -275,9 +275,13 @@ def _measured(root: Path, scale: str, x: float) -> None:
     )
 
 
+# The sweep tests' plan: four scales, the last one (0.2) where nothing is learnt.
+FOUR_SCALES = ["scale.sweep.scales=[0.02,0.05,0.1,0.2]", "scale.parts=null"]
+
+
 def _report(tmp_path, ap: dict[str, float], sweep: bool = False) -> str:
     root = tmp_path / "reproduce" / "cpu"
-    plan = reproduce.load_plan("cpu")
+    plan = reproduce.load_plan("cpu", overrides=FOUR_SCALES)
     steps = reproduce.build_steps(plan, root)
     if sweep:
         for s in ("0.02", "0.05", "0.1", "0.2"):
@@ -425,13 +429,13 @@ def test_report_shows_the_learning_curve_and_flags_a_moving_protocol(tmp_path):
     ap = {
         "frcnn-implementation-x2": 0.53,
         "frcnn-exp-a-x2": 0.53,
-        "frcnn-implementation-x0.25": 0.3,
-        "frcnn-exp-a-x0.25": 0.2,
+        "frcnn-implementation-x0.125": 0.3,
+        "frcnn-exp-a-x0.125": 0.2,
     }
     text = _report(tmp_path, ap)
     assert "## Is the protocol converged? Learning curves" in text
-    assert "**faster_rcnn, 400 steps: NOT converged.**" in text
-    assert "**retinanet, 600 steps: converged.**" in text  # its 2x runs moved nothing
+    assert "**faster_rcnn, 3200 steps: NOT converged.**" in text
+    assert "**retinanet, 2400 steps: converged.**" in text  # its 2x runs moved nothing
     claims = text.split("## What the results say about the paper's claims")[1]
     assert claims.lstrip().startswith("**Caveat: the protocol is not converged for faster_rcnn**")
     row = next(
@@ -439,9 +443,9 @@ def test_report_shows_the_learning_curve_and_flags_a_moving_protocol(tmp_path):
         for ln in text.splitlines()
         if ln.startswith("| frcnn-exp-a − frcnn-implementation AP75 |")
     )
-    assert row.count("|") == 6  # the difference at ¼, ½, 1 and 2x the schedule
-    quarter = float(row.split(" | ")[1].split(" [")[0])
-    assert quarter == pytest.approx(-10.0, abs=0.5)  # at ¼ the schedule: 0.2 − 0.3, plus run noise
+    assert row.count("|") == 6  # the difference at ⅛, ½, 1 and 2x the schedule
+    eighth = float(row.split(" | ")[1].split(" [")[0])
+    assert eighth == pytest.approx(-10.0, abs=0.5)  # at ⅛ the schedule: 0.2 − 0.3, plus run noise
     assert (tmp_path / "out" / "figures" / "learning_curve.png").stat().st_size > 10_000
     tables = {p.stem for p in (tmp_path / "out" / "tables").glob("*.csv")}
     assert {"convergence_faster_rcnn", "schedule_faster_rcnn", "schedule_retinanet"} <= tables
