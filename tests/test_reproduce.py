@@ -13,7 +13,7 @@ import pytest
 
 from huberkl import reproduce
 from huberkl.errors import InputError
-from huberkl.report.build import build_report, export_reference
+from huberkl.report import build_report, export_reference
 from huberkl.tables import markdown_table
 
 REPO = Path(__file__).resolve().parents[1]

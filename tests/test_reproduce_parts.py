@@ -11,9 +11,9 @@ import pytest
 from huberkl import plan as plans
 from huberkl import reproduce, stats
 from huberkl.errors import InputError
-from huberkl.report import curve
-from huberkl.report.build import export_reference, portable
-from huberkl.report.detection import Runs, overall
+from huberkl.report import curve, export_reference, portable
+from huberkl.report.collect import Runs
+from huberkl.report.judge import overall
 from huberkl.schema import ScaleDetect, ScalePart, ScaleRun, ScaleSchema
 
 
@@ -226,10 +226,11 @@ def test_convergence_check_fails_when_the_reference_still_learns():
 
 def test_equivalence_margin_is_what_the_claims_state():
     from huberkl.report import detection as det
+    from huberkl.report.judge import EQUIVALENCE_MARGIN
 
-    assert f"{100 * det.EQUIVALENCE_MARGIN:g} point" in det.table5_claims()[0][0]
+    assert f"{100 * EQUIVALENCE_MARGIN:g} point" in det.table5_claims()[0][0]
     iv = stats.t_interval([-0.002, -0.007, -0.004, -0.005])  # Table 5's kind of interval
-    assert stats.verdict(iv, "not-worse", margin=det.EQUIVALENCE_MARGIN) == "supported"
+    assert stats.verdict(iv, "not-worse", margin=EQUIVALENCE_MARGIN) == "supported"
 
 
 PRETRAIN = [

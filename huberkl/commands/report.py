@@ -26,7 +26,7 @@ def report(
 ) -> None:
     """Rebuild outputs/report.md and .html from outputs/reproduce/<scale>/ (no recomputation)."""
     from huberkl import config, reproduce
-    from huberkl.report.build import build_report, export_reference
+    from huberkl.report import build_report, export_reference
 
     root = reproduce.ROOT / scale
     if not root.is_dir():

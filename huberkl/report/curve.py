@@ -4,7 +4,8 @@ Some settings (the Implementation and Exp. A of each detector) are also trained 
 multiples of the protocol's schedule, each its own run with its own schedule, paired by
 seed with the tables' runs. The protocol counts as converged when doubling its schedule
 
-- moves the Implementation's AP and AP75 by less than :data:`MOVE` (mean paired change), and
+- moves the Implementation's AP and AP75 by less than :data:`~huberkl.report.judge.MOVE`
+  (mean paired change), and
 - moves each difference "setting − Implementation" by less than that difference's own
   95% half-width at the protocol's schedule (the verdicts would not change with training).
 
@@ -22,13 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from huberkl import stats
-from huberkl.report.detection import Runs
+from huberkl.report.collect import Runs
 from huberkl.report.files import save_figure, save_table
+from huberkl.report.judge import MOVE, converged, stable
+from huberkl.report.render import Document
 from huberkl.tables import markdown_table
 
-MOVE = (
-    0.01  # the largest change of the Implementation's AP/AP75 (1 point) a converged protocol allows
-)
 KEYS = ("AP", "AP75")
 
 
@@ -95,7 +95,7 @@ def check(runs: Runs, c: Curve) -> tuple[list[list[str]], bool | None]:
     rows, ok, complete = [], True, True
     for key in KEYS:
         iv, _ = _paired(runs, setting_at(c.reference, 2), c.reference, key)
-        holds = iv is not None and iv.n >= 2 and abs(iv.mean) < MOVE
+        holds = converged(iv)
         complete &= iv is not None and iv.n >= 2
         ok &= holds
         rows.append(
@@ -113,9 +113,7 @@ def check(runs: Runs, c: Curve) -> tuple[list[list[str]], bool | None]:
             seeds = sorted(set(d1) & set(d2))
             move = stats.t_interval([d2[k] - d1[k] for k in seeds]) if seeds else None
             complete &= move is not None and move.n >= 2 and at1 is not None
-            holds = (
-                move is not None and at1 is not None and move.n >= 2 and abs(move.mean) <= at1.half
-            )
+            holds = stable(move, at1)
             ok &= holds
             bound = f"{100 * at1.half:.1f}" if at1 is not None and math.isfinite(at1.half) else "?"
             rows.append(
@@ -129,14 +127,14 @@ def check(runs: Runs, c: Curve) -> tuple[list[list[str]], bool | None]:
     return rows, (ok if complete else None)
 
 
-def section(rep: Any, runs: Runs, plan: Any) -> dict[str, bool | None]:
+def section(doc: Document, runs: Runs, plan: Any) -> dict[str, bool | None]:
     """The learning-curve figure, the convergence check and the early-training table;
     returns ``{arch: converged}`` (None: not all runs done) for the verdicts' caveat."""
     cs = curves(plan)
     if not cs:
         return {}
-    rep.add("## Is the protocol converged? Learning curves\n")
-    rep.add(
+    doc.add("## Is the protocol converged? Learning curves\n")
+    doc.add(
         "Each point is its own run trained for that many steps (its own schedule), paired "
         "by seed with the tables' runs; mean ± 95% half-width over the curve's seeds "
         f"({', '.join(map(str, plan.scale.curve.seeds))}). The protocol is converged when "
@@ -152,18 +150,18 @@ def section(rep: Any, runs: Runs, plan: Any) -> dict[str, bool | None]:
         if rows:
             word = {True: "converged", False: "NOT converged", None: "not yet checked"}[ok]
             steps = dict(c.points)[1.0]
-            rep.add(f"**{c.arch}, {steps} steps: {word}.**\n")
-            rep.add(markdown_table(header, rows))
-            save_table(rep.dest, f"convergence_{c.arch}", header, rows)
-    _early_table(rep, runs, cs)
-    if figure(rep.dest / "figures" / "learning_curve.png", runs, cs):
-        rep.add("![Learning curves](figures/learning_curve.png)\n")
+            doc.add(f"**{c.arch}, {steps} steps: {word}.**\n")
+            doc.add(markdown_table(header, rows))
+            save_table(doc.dest, f"convergence_{c.arch}", header, rows)
+    _early_table(doc, runs, cs)
+    if figure(doc.dest / "figures" / "learning_curve.png", runs, cs):
+        doc.add("![Learning curves](figures/learning_curve.png)\n")
     return status
 
 
-def _early_table(rep: Any, runs: Runs, cs: Sequence[Curve]) -> None:
+def _early_table(doc: Document, runs: Runs, cs: Sequence[Curve]) -> None:
     """Each difference against the Implementation at every schedule length."""
-    rep.add(
+    doc.add(
         "**Differences against the Implementation by schedule length** (points, paired "
         "[95% interval]). Early in training the loss weights set how fast each head "
         "learns; the paper's question is where the settings lead, at the end.\n"
@@ -178,8 +176,8 @@ def _early_table(rep: Any, runs: Runs, cs: Sequence[Curve]) -> None:
                     for m, _ in c.points
                 ]
                 rows.append([f"{other} − {c.reference} {key}", *cells])
-        rep.add(markdown_table(header, rows))
-        save_table(rep.dest, f"schedule_{c.arch}", header, rows)
+        doc.add(markdown_table(header, rows))
+        save_table(doc.dest, f"schedule_{c.arch}", header, rows)
 
 
 def figure(path: Path, runs: Runs, cs: Sequence[Curve]) -> bool:

@@ -1,119 +1,37 @@
-"""Tables 3-6, the loss-balance control and the noise sweep, judged with paired intervals.
+"""Tables 3-6 and the loss-balance control, judged with paired intervals.
 
 Every setting runs once per seed and seed k of every setting shares initialisation and
 data order, so each claim is judged on the per-seed differences between two settings
 (:mod:`huberkl.stats`): a verdict says "supported" or "contradicted" only when the 95%
-interval of the mean difference excludes zero.
+interval of the mean difference excludes zero (the rules: :mod:`huberkl.report.judge`).
+The section's learning curves (:mod:`~huberkl.report.curve`) come before the tables and
+its noise sweep (:mod:`~huberkl.report.sweep`) after them; :mod:`~huberkl.report.build`
+calls the three in that order.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from huberkl import stats
 from huberkl.detect.evaluation import summarize
-from huberkl.report.files import read_json, save_table
+from huberkl.report import paper
+from huberkl.report.collect import Runs
+from huberkl.report.files import link, save_table
+from huberkl.report.judge import EQUIVALENCE_MARGIN, Claim, Comparison, Judged, judge, overall
+from huberkl.report.render import Document
+from huberkl.tables import markdown_table
 
-# The margin of the equivalence claims (Table 5's "very slight degradation", Table 6's
-# "nearly identical"), in AP units: 1 point, about the spread between the paper's settings
-# (Table 3: 0.4-1.9 points between the Implementation and Exp. A-C).
-EQUIVALENCE_MARGIN = 0.01
-SWEEP_ORDER = ("l1", "alpha-x0.25", "matched", "alpha-x4")  # α multiples of the matched α
-
-
-class Runs:
-    """The metrics and run records of every detection step, by setting and seed."""
-
-    def __init__(self, root: Path, steps: Iterable[Any]) -> None:
-        self.root = root
-        self.metrics: dict[str, dict[int, dict]] = {}
-        self.step_of: dict[str, dict[int, str]] = {}
-        for st in steps:
-            if getattr(st, "seed", None) is None:
-                continue
-            m = read_json(root / st.name / "metrics.json")
-            for name in [st.setting, *st.serves]:
-                self.step_of.setdefault(name, {})[st.seed] = st.name
-                if m:
-                    self.metrics.setdefault(name, {})[st.seed] = m
-
-    def values(self, setting: str, key: str) -> dict[int, float]:
-        runs = self.metrics.get(setting, {})
-        return {seed: float(m[key]) for seed, m in runs.items() if m.get(key) is not None}
-
-    def seeds(self, setting: str) -> list[int]:
-        return sorted(self.metrics.get(setting, {}))
-
-    def record(self, setting: str) -> tuple[dict, dict]:
-        """``run.json`` and ``config.yaml`` of the setting's first run (empty when none)."""
-        import yaml
-
-        steps = self.step_of.get(setting, {})
-        if not steps:
-            return {}, {}
-        d = self.root / steps[min(steps)]
-        cfg = d / "config.yaml"
-        return (
-            read_json(d / "run.json") or {},
-            yaml.safe_load(cfg.read_text(encoding="utf-8")) if cfg.is_file() else {},
-        )
-
-    def cell(self, setting: str, key: str) -> str:
-        """``mean ± half-width`` in % over the setting's seeds (``detect summarize``'s cell)."""
-        vals = list(self.values(setting, key).values())
-        return summarize.cell(vals, spread="ci95") if vals else "not run"
+# Tables 3-6: detect summarize's mAP columns (its METRICS and cells), under the report's names.
+METRICS = tuple(zip(summarize.METRICS, ("mAP@0.5", "mAP@0.75", "mAP@[.5:.95]"), strict=True))
 
 
-@dataclass(frozen=True)
-class Comparison:
-    """A claim about ``better − other`` on ``metric``; ``kind`` is a
-    :data:`huberkl.stats.CLAIMS` entry (alike and not-worse use :data:`EQUIVALENCE_MARGIN`)."""
-
-    claim: str
-    better: str
-    other: str
-    metric: str
-    kind: str = "greater"
-
-
-@dataclass(frozen=True)
-class Judged:
-    comparison: Comparison
-    diff: stats.Interval | None
-    verdict: str
-    diffs: tuple[float, ...] = ()
-
-
-def judge(runs: Runs, c: Comparison) -> Judged:
-    a, b = runs.values(c.better, c.metric), runs.values(c.other, c.metric)
-    if not set(a) & set(b):
-        return Judged(c, None, "not run")
-    diffs = tuple(stats.differences(a, b))
-    iv = stats.t_interval(diffs)
-    margin = EQUIVALENCE_MARGIN if c.kind != "greater" else 0.0
-    return Judged(c, iv, stats.verdict(iv, c.kind, margin=margin), diffs)
-
-
-def overall(verdicts: Sequence[str]) -> str:
-    """One verdict for a claim judged by several comparisons. Every claim here says "each
-    of these holds" (at every scale, at every threshold, for each experiment), so it is
-    supported only if every comparison is, and contradicted if any one is, whatever the
-    others say; otherwise "partly supported" or the comparisons found no difference."""
-    if not verdicts or any(v == "not run" for v in verdicts):
-        return "not run"
-    if all(v == "supported" for v in verdicts):
-        return "supported"
-    if any(v.startswith("contradicted") for v in verdicts):
-        return "contradicted"
-    if any(v == "supported" for v in verdicts):
-        return "partly supported"
-    if any(v.startswith("inconclusive") for v in verdicts):
-        return "inconclusive"
-    return "no detectable difference"
+def cell(runs: Runs, setting: str, key: str) -> str:
+    """``mean ± half-width`` in % over the setting's seeds (``detect summarize``'s cell)."""
+    vals = list(runs.values(setting, key).values())
+    return summarize.cell(vals, spread="ci95") if vals else "not run"
 
 
 def comparisons_table(judged: Sequence[Judged], labels: dict[str, str]) -> list[list[str]]:
@@ -148,7 +66,7 @@ def comparisons_table(judged: Sequence[Judged], labels: dict[str, str]) -> list[
 
 
 def judge_claims(
-    rep: Any,
+    doc: Document,
     name: str,
     runs: Runs,
     claims: Sequence[tuple[str, list[Comparison]]],
@@ -156,23 +74,21 @@ def judge_claims(
     describe: Callable[[Comparison], str],
     note: str = "",
 ) -> None:
-    """Judge each claim on its comparisons: one verdict per claim in ``rep.claims`` (its
+    """Judge each claim on its comparisons: one verdict per claim in ``doc.claims`` (its
     evidence names each comparison by ``describe``, then ``note``), and the comparisons
     table with the protocol's power in the report (``tables/<name>_comparisons``)."""
-    from huberkl.tables import markdown_table
-
     every: list[Judged] = []
     for claim, comparisons in claims:
         judged = [judge(runs, c) for c in comparisons]
         every += judged
         evidence = "; ".join(f"{describe(j.comparison)} {_delta(j)}" for j in judged) + note
-        rep.claims.append((claim, overall([j.verdict for j in judged]), evidence))
+        doc.claims.append(Claim(claim, overall([j.verdict for j in judged]), evidence))
     rows = comparisons_table(every, labels)
-    rep.add(markdown_table(COMPARISON_HEADER, rows))
-    save_table(rep.dest, f"{name}_comparisons", COMPARISON_HEADER, rows)
+    doc.add(markdown_table(COMPARISON_HEADER, rows))
+    save_table(doc.dest, f"{name}_comparisons", COMPARISON_HEADER, rows)
     line, _ = power_line(every)
     if line:
-        rep.add(line)
+        doc.add(line)
 
 
 def _delta(j: Judged) -> str:
@@ -341,3 +257,127 @@ def table6_claims() -> Claims:
     return [
         (c, [Comparison(c, "frcnn-kl", "frcnn-implementation", k, "alike") for k in ("AP", "AP75")])
     ]
+
+
+# ------------------------------------------------------------------------ the section
+
+
+def intro(doc: Document, runs: Runs, plan: Any) -> None:
+    """The section's heading and how its cells are read; what was trained (from the run
+    records) goes to ``doc.protocol`` for the report's "how this differs" list."""
+    s = plan.scale
+    seeds = f"{', '.join(map(str, s.detect.seeds))} for every setting of Tables 3-6"
+    if s.sweep.scales and not plan.get("coco"):
+        seeds += f"; {', '.join(map(str, s.sweep.seeds))} in the noise sweep"
+    doc.protocol = protocol_text(runs, ["frcnn-implementation", "retinanet-implementation"], seeds)
+    doc.add("## Detection: Tables 3-6, a loss-balance control and a noise sweep\n")
+    doc.add(
+        "Every cell below is the mean over seeds ± the half-width of its 95% t interval "
+        "(mAP in %). Claims are judged on paired differences (seed k against seed k).\n"
+    )
+
+
+def caveat(doc: Document, converged: dict[str, bool | None]) -> None:
+    """Say, here and above the claims table, which detectors' protocol still moves."""
+    moving = [arch for arch, ok in converged.items() if ok is False]
+    if moving:
+        doc.caveat = (
+            f"**Caveat: the protocol is not converged for {', '.join(moving)}** (see "
+            "the learning curves): the verdicts on it describe a schedule whose results "
+            "still move with more training, not where the settings lead.\n"
+        )
+        doc.add(doc.caveat)
+
+
+def tables(doc: Document, runs: Runs) -> None:
+    """Tables 3-6, each with its paired comparisons and verdicts."""
+    labels = {
+        f"{arch}-{n}": label for arch in ("frcnn", "retinanet") for n, label in paper.LABELS.items()
+    }
+    t3 = [
+        ("Baseline [18]", None, "baseline [18]"),
+        *[
+            (paper.LABELS[n], f"frcnn-{n}", n)
+            for n in ("publication", "implementation", "exp-a", "exp-b", "exp-c")
+        ],
+        (paper.LABELS["exp-a-balanced"], "frcnn-exp-a-balanced", None),
+    ]
+    baseline = (
+        "The Baseline row is the number the paper quotes from [18] (another code base); "
+        "it names no loss setting, so there is nothing of it to train here."
+    )
+    table(doc, "Table 3: Faster R-CNN", "table3", runs, t3, paper.TABLE3_FRCNN, note=baseline)
+    judged_section(doc, "table3", runs, table3_claims(), labels)
+    t4 = [
+        *[(paper.LABELS[n], f"retinanet-{n}", n) for n in ("implementation", "exp-a", "exp-b")],
+        (paper.LABELS["exp-a-balanced"], "retinanet-exp-a-balanced", None),
+    ]
+    table(doc, "Table 4: RetinaNet (its own seeds)", "table4", runs, t4, paper.TABLE4_RETINANET)
+    judged_section(doc, "table4", runs, table4_claims(), labels)
+    t5 = [
+        ("log (original)", "frcnn-implementation", "log (original)"),
+        ("linear (approximation)", "frcnn-linear", "linear (approximation)"),
+    ]
+    title5 = "Table 5: log versus linear width/height targets (Appendix D)"
+    table(doc, title5, "table5", runs, t5, paper.TABLE5_TARGETS)
+    judged_section(doc, "table5", runs, table5_claims(), labels)
+    t6 = [("H_α", "frcnn-implementation", "H_α"), ("D_{α/2,1/α}", "frcnn-kl", "D_{α/2,1/α}")]
+    title6 = "Table 6: H_α versus D_{α/2,1/α} (Appendix E)"
+    table(doc, title6, "table6", runs, t6, paper.TABLE6_LOSS)
+    judged_section(doc, "table6", runs, table6_claims(), labels)
+
+
+def _paper(v: float | None) -> str:
+    return "–" if v is None else f"{v:.1f}"
+
+
+def table(
+    doc: Document,
+    title: str,
+    table_name: str,
+    runs: Runs,
+    rows_spec: Sequence[tuple[str, str | None, str | None]],
+    paper_values: dict,
+    note: str = "",
+) -> None:
+    """One of Tables 3-6, ours beside the paper's. rows_spec: (label, setting or None for
+    a paper-only row, paper key)."""
+    doc.add(f"## {title}")
+    header = [
+        "setting",
+        *[m for _, m in METRICS],
+        "seeds",
+        *[f"paper {m}" for _, m in METRICS],
+        "runs",
+    ]
+    rows = []
+    for label, setting, pkey in rows_spec:
+        theirs = (
+            [_paper(v) for v in paper_values.get(pkey, (None, None, None))] if pkey else ["–"] * 3
+        )
+        if setting is None:
+            rows.append([label, *["not trained"] * 3, "–", *theirs, "–"])
+            continue
+        ours = [cell(runs, setting, k) for k, _ in METRICS]
+        steps = runs.step_of.get(setting, {})
+        links = " ".join(
+            f"[{seed}]({link(doc.root / name, doc.dest)}/config.yaml)"
+            for seed, name in sorted(steps.items())
+        )
+        rows.append([label, *ours, str(len(runs.seeds(setting))), *theirs, links or "–"])
+    doc.add(markdown_table(header, rows))
+    if note:
+        doc.add(note + "\n")
+    save_table(doc.dest, table_name, header, rows)
+
+
+def judged_section(
+    doc: Document, name: str, runs: Runs, claims: Sequence[tuple[str, list]], labels: dict
+) -> None:
+    """The paired comparisons behind each claim of a table, and one verdict per claim."""
+
+    def describe(c: Comparison) -> str:
+        better, other = labels.get(c.better, c.better), labels.get(c.other, c.other)
+        return f"{better} − {other} {c.metric}"
+
+    judge_claims(doc, name, runs, claims, labels, describe)

@@ -9,14 +9,16 @@ The paper predicts the best label-noise scale α·σ equals the injected scale (
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 from huberkl import stats
-from huberkl.report.detection import Comparison, Runs, judge_claims
+from huberkl.report.collect import Runs, measured_noise
+from huberkl.report.detection import cell, judge_claims
 from huberkl.report.files import save_figure, save_table
+from huberkl.report.judge import SIGNAL, Comparison, no_signal
+from huberkl.report.render import Document
 from huberkl.tables import markdown_table
 
 VARIANTS = (
@@ -25,18 +27,7 @@ VARIANTS = (
     ("matched", 1.0, "matched"),
     ("alpha-x4", 4.0, "α × 4"),
 )
-
-
-def _measured(root: Path, scale: float) -> dict[str, Any]:
-    path = root / f"noise-{scale:g}" / "result.json"
-    if not path.is_file():
-        return {}
-    return json.loads(path.read_text(encoding="utf-8")).get("coordinates", {})
-
-
-# Below this mean mAP@0.75 for every setting of a set, the detector has not learnt the boxes
-# at that noise (in the protocol's steps): differences there say nothing about α.
-SIGNAL = 0.05
+# What the tables say of a set where nothing is learnt (judge.no_signal): it tests nothing.
 NO_SIGNAL = f"no signal: mAP@0.75 < {100 * SIGNAL:g} for every setting"
 
 
@@ -65,47 +56,49 @@ def _columns(plan: Any) -> list[tuple[str, str]]:
     return [(v, label) for v, _, label in VARIANTS] + [(f, f) for f in _fixed_names(plan)] + only
 
 
-def section(rep: Any, runs: Runs, plan: Any) -> None:
+def section(doc: Document, runs: Runs, plan: Any) -> None:
     """Tables, comparisons, figure and claims of the sweep (or why there is none)."""
     sw = plan.scale.sweep
-    rep.add("## Figure 2 for detectors: the best α against the injected label noise")
+    doc.add("## Figure 2 for detectors: the best α against the injected label noise")
     scales = [float(s) for s in sw.scales] if not plan.get("coco") else []
     if not scales:
-        rep.add(
+        doc.add(
             "_No sweep in this plan: it needs synthetic sets whose clean boxes are known "
             "(COCO has no clean reference to measure its noise against)._\n"
         )
         return
     shape = [float(f) for f in sw.shape]
-    _intro(rep, plan, shape)
-    _measured_table(rep, scales, shape)
+    _intro(doc, plan, shape)
+    _measured_table(doc, scales, shape)
     names = _columns(plan)
     for key in ("AP75", "AP"):
-        rows = [[f"{s:g}", *[runs.cell(f"sweep-{s:g}-{v}", key) for v, _ in names]] for s in scales]
-        rep.add(f"**{key}** (mean ± 95% half-width, %):\n")
-        rep.add(markdown_table(["set", *[label for _, label in names]], rows))
-        save_table(rep.dest, f"sweep_{key.lower()}", ["set", *[lb for _, lb in names]], rows)
+        rows = [
+            [f"{s:g}", *[cell(runs, f"sweep-{s:g}-{v}", key) for v, _ in names]] for s in scales
+        ]
+        doc.add(f"**{key}** (mean ± 95% half-width, %):\n")
+        doc.add(markdown_table(["set", *[label for _, label in names]], rows))
+        save_table(doc.dest, f"sweep_{key.lower()}", ["set", *[lb for _, lb in names]], rows)
     shared = _shared_runs(runs, scales, names)
     if shared:
-        rep.add(f"{shared}\n")
+        doc.add(f"{shared}\n")
     ap75 = _mean_ap75(runs, scales, [v for v, _ in names])
     mute = [
-        s for s in scales if max((m for (t, _), m in ap75.items() if t == s), default=0) < SIGNAL
+        s for s in scales if no_signal(max((m for (t, _), m in ap75.items() if t == s), default=0))
     ]
-    _claims(rep, runs, plan, scales, mute)
-    best = _best_alpha(rep, scales, ap75, mute, shape)
+    _claims(doc, runs, plan, scales, mute)
+    best = _best_alpha(doc, scales, ap75, mute, shape)
     img = figure(
-        rep.dest / "figures" / "detect_sweep.png", runs, scales, _fixed_names(plan), best, shape
+        doc.dest / "figures" / "detect_sweep.png", runs, scales, _fixed_names(plan), best, shape
     )
     if img:
-        rep.add("![Figure 2 for detectors](figures/detect_sweep.png)\n")
+        doc.add("![Figure 2 for detectors](figures/detect_sweep.png)\n")
 
 
-def _intro(rep: Any, plan: Any, shape: list[float]) -> None:
+def _intro(doc: Document, plan: Any, shape: list[float]) -> None:
     sw = plan.scale.sweep
     fixed = ", ".join(_fixed_names(plan))
     only = ", ".join(sw.get("alpha_only", []))
-    rep.add(
+    doc.add(
         "Faster R-CNN on sets with Laplace label noise injected in target space (x, y in box "
         f"units; log w, log h at {shape[2]:g}x), measured by `huberkl noise --preset "
         f"{sw.preset}` against the clean boxes. *matched* is the preset it wrote (α·σ = the "
@@ -125,10 +118,10 @@ def _intro(rep: Any, plan: Any, shape: list[float]) -> None:
     )
 
 
-def _measured_table(rep: Any, scales: list[float], shape: list[float]) -> None:
+def _measured_table(doc: Document, scales: list[float], shape: list[float]) -> None:
     rows = []
     for s in scales:
-        meas = _measured(rep.root, s)
+        meas = measured_noise(doc.root, s)
         cells = []
         for c in "xywh":
             m = meas.get(c) or {}
@@ -140,9 +133,9 @@ def _measured_table(rep: Any, scales: list[float], shape: list[float]) -> None:
             )
         rows.append([f"{s:g}", ", ".join(f"{s * f:g}" for f in shape), *cells])
     header = ["set", "injected x, y, w, h", "measured x", "measured y", "measured w", "measured h"]
-    rep.add("**Measured label noise** (scale, chosen family, 95% interval):\n")
-    rep.add(markdown_table(header, rows))
-    save_table(rep.dest, "sweep_noise", header, rows)
+    doc.add("**Measured label noise** (scale, chosen family, 95% interval):\n")
+    doc.add(markdown_table(header, rows))
+    save_table(doc.dest, "sweep_noise", header, rows)
 
 
 def _shared_runs(runs: Runs, scales: list[float], names: list[tuple[str, str]]) -> str:
@@ -165,7 +158,7 @@ def _shared_runs(runs: Runs, scales: list[float], names: list[tuple[str, str]]) 
     )
 
 
-def _claims(rep: Any, runs: Runs, plan: Any, scales: list[float], mute: list[float]) -> None:
+def _claims(doc: Document, runs: Runs, plan: Any, scales: list[float], mute: list[float]) -> None:
     from huberkl.plan import ALPHA_ONLY
 
     fixed = _fixed_names(plan)
@@ -198,11 +191,15 @@ def _claims(rep: Any, runs: Runs, plan: Any, scales: list[float], mute: list[flo
         return f"{labels[c.better]} − {labels[c.other].split(': ')[1]}"
 
     note = f"; not tested at {', '.join(f'{s:g}' for s in mute)} ({NO_SIGNAL})" if mute else ""
-    judge_claims(rep, "sweep", runs, list(per_claim.items()), labels, describe, note)
+    judge_claims(doc, "sweep", runs, list(per_claim.items()), labels, describe, note)
 
 
 def _best_alpha(
-    rep: Any, scales: list[float], ap75: dict[tuple, float], mute: list[float], shape: list[float]
+    doc: Document,
+    scales: list[float],
+    ap75: dict[tuple, float],
+    mute: list[float],
+    shape: list[float],
 ) -> list[tuple[float, float]]:
     """The best α per scale (by mean mAP@0.75), beside the prediction α·σ = scale."""
     best_rows, best = [], []
@@ -211,7 +208,7 @@ def _best_alpha(
         if not means:
             continue
         (v, mult, label), top = max(means.items(), key=lambda kv: kv[1])
-        sx = (_measured(rep.root, s).get("x") or {}).get("scale", math.nan)
+        sx = (measured_noise(doc.root, s).get("x") or {}).get("scale", math.nan)
         if s in mute:
             best_rows.append([f"{s:g}", NO_SIGNAL, "–", f"{s * shape[0]:g}", f"{100 * top:.1f}"])
             continue
@@ -228,11 +225,11 @@ def _best_alpha(
         "predicted α·σx (= injected x scale)",
         "mAP@0.75",
     ]
-    rep.add(
+    doc.add(
         "**Best α per set** (by mean mAP@0.75 over seeds; the grid is L1, ¼, 1, 4 times the matched α):\n"
     )
-    rep.add(markdown_table(header, best_rows))
-    save_table(rep.dest, "sweep_best", header, best_rows)
+    doc.add(markdown_table(header, best_rows))
+    save_table(doc.dest, "sweep_best", header, best_rows)
     return best
 
 
