@@ -66,3 +66,23 @@ def test_no_import_circle_in_the_package():
         if m not in state:
             visit(m, [m])
     assert not circles, "import circles: " + "; ".join(circles)
+
+
+def test_report_stages_import_only_earlier_stages():
+    """The report reads collect -> judge -> render: collecting knows no verdict or Markdown,
+    judging no Markdown, and rendering no verdict rule (so each is tested on its own)."""
+    report = PACKAGE / "report"
+    modules = {f"huberkl.report.{p.stem}" for p in report.glob("*.py")} | {"huberkl.report"}
+    later = {
+        "collect": {"judge", "render", "theory", "detection", "curve", "sweep", "build"},
+        "judge": {"render", "theory", "detection", "curve", "sweep", "build", "reference"},
+        "render": {"judge", "theory", "detection", "curve", "sweep", "build", "reference"},
+    }
+    wrong = []
+    for stage, banned in later.items():
+        module = f"huberkl.report.{stage}"
+        imported = _imports(report / f"{stage}.py", module, modules)
+        wrong += [
+            f"{stage} imports {m}" for m in sorted(imported) if m.rpartition(".")[2] in banned
+        ]
+    assert not wrong, "; ".join(wrong)
