@@ -1,18 +1,21 @@
 """Typed schemas of the config groups (``toy``, ``detect``, ``data``, ``params``, ``losses``,
-``scale``), registered in Hydra's ConfigStore.
+``noise``, ``scale``), registered in Hydra's ConfigStore: the one home of each setting's
+default and check. The library takes these objects (``figure1.write(out, LossesSchema())``,
+``synthesize(root, SynthSchema())``, ``measure.measure(NoiseSchema(...))``).
 
 ``conf/config.yaml`` and ``conf/reproduce.yaml`` list each group's schema (option ``schema``
-of the group) just before the group, and ``conf/data/*.yaml`` name theirs, so every YAML
-merges over its schema and Hydra checks types and unknown keys while it composes
-(``toy.seeds=1.5`` fails there).
+of the group) just before the group, and ``conf/data/*.yaml`` and ``conf/noise/*.yaml`` name
+theirs, so every YAML merges over its schema and Hydra checks types and unknown keys while
+it composes (``toy.seeds=1.5`` fails there).
 Value ranges are checked in ``__post_init__``, which runs when :func:`check` turns the
 composed config into these objects (``OmegaConf.to_object``) inside
-:func:`huberkl.config.compose`: every bad value fails there, in one line naming the key,
-before any command makes a folder.
+:func:`huberkl.config.compose`, and also when Python builds one itself: every bad value
+fails there, in one line naming the key, before any command makes a folder.
 
 Keys a YAML file may leave out (so that the resolved default configs, and the reproduction's
 cache keys that hash them, stay as they are) are held in open ``dict`` fields and checked in
-``__post_init__``: ``data.synth``'s optional keys, a stage's ``normaliser`` and any extra
+``__post_init__``: ``data.synth``'s optional keys (through :class:`SynthSchema`, which is
+not a Hydra node for that reason), a stage's ``normaliser`` and any extra
 ``detect.model`` field of :class:`huberkl.detect.model.detectors.ModelConfig`. ``detect.model`` is
 also open to plain overrides: ``detect.model.backbone_weights=IMAGENET1K_V1`` sets a field
 that no YAML lists without Hydra's ``+`` (any other key is refused while composing).
@@ -21,7 +24,9 @@ that no YAML lists without Hydra's ``+`` (any other key is refused while composi
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+import numbers
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from omegaconf import MISSING
@@ -42,13 +47,23 @@ def _fail(key: str, value: Any, expected: str) -> None:
 
 
 def _at_least(key: str, value: Any, least: int) -> None:
-    if value < least:
+    # the type too: a schema object built in Python (not composed) may hold anything
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
         _fail(key, value, f"an integer >= {least}")
 
 
 def _positive(key: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        _fail(key, value, "a number > 0")
     if not (math.isfinite(value) and value > 0):
         _fail(key, value, "a number > 0")
+
+
+def _sequence(key: str, value: Any, expected: str) -> list[Any]:
+    """``value`` as a list: a list or tuple, never a string (whose letters are a sequence)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        _fail(key, value, expected)
+    return list(value)
 
 
 # ----------------------------------------------------------------------------- toy
@@ -307,32 +322,125 @@ class SynthDataSchema(DataSchema):
     """``conf/data/synth.yaml``: the set on disk plus the arguments of ``synthesize``.
 
     ``synth`` is open because three of its keys are optional (absent by default, see
-    ``conf/data/synth.yaml``); :meth:`__post_init__` checks what it holds. A separate
-    schema, so that ``data=coco`` gets no ``synth`` key (its resolved config is unchanged).
+    ``conf/data/synth.yaml``); :meth:`__post_init__` checks what it holds through
+    :class:`SynthSchema`, which owns their defaults. A separate schema, so that ``data=coco``
+    gets no ``synth`` key (its resolved config is unchanged).
     """
 
     synth: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_synth(self.synth)
+        SynthSchema.from_mapping(self.synth)
 
 
-def _check_synth(s: dict[str, Any]) -> None:
-    """Unknown keys, then :func:`huberkl.detect.data.synth.check_args` (the check ``synthesize``
-    itself runs for library callers), with the key's full name in front of its message."""
-    import inspect
+# The synthetic set's noise (huberkl.detect.data.synth reads them from here): per-edge moves
+# (the original model) with these families, or the paper's targets with every family of
+# huberkl.distributions.FAMILIES.
+SYNTH_NOISES = ("laplace", "gaussian", "none")
+SYNTH_NOISE_MODELS = ("edges", "targets")
 
-    from huberkl.detect.data.synth import check_args
 
-    known = [p for p in inspect.signature(check_args).parameters if p != "_"]
-    unknown = sorted(set(s) - set(known))
-    if unknown:
-        raise InputError(f"data.synth.{unknown[0]}: unknown key; allowed: {', '.join(known)}")
+@dataclass
+class SynthSchema:
+    """``data.synth``: the arguments of :func:`huberkl.detect.data.synth.synthesize`.
+
+    Not a Hydra node (``data.synth`` stays an open mapping, so that the optional keys stay
+    absent from the resolved config and from the reproduction's cache keys): built from the
+    mapping by :meth:`from_mapping`, or directly by library callers. :meth:`__post_init__`
+    converts and checks every value; a bad one is one line naming ``data.synth.<key>``.
+    """
+
+    images: int = 800
+    size: int = 128
+    seed: int = 0
+    noise: str = "none"
+    noise_scale: float = 0.05
+    val_images: int = 200
+    noise_model: str = "edges"
+    # x, y, w, h (targets only), or "x,y,w,h"; None: noise_scale for all four
+    noise_scales: list[float] | str | None = None
+    copies: int = 1
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any]) -> SynthSchema:
+        """The checked object of a ``data.synth`` section; an unknown key is refused."""
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(mapping) - set(known))
+        if unknown:
+            raise InputError(f"data.synth.{unknown[0]}: unknown key; allowed: {', '.join(known)}")
+        return cls(**mapping)
+
+    @property
+    def scales(self) -> list[float]:
+        """The noise scale of each coordinate x, y, w, h."""
+        return list(self.noise_scales) if self.noise_scales is not None else [self.noise_scale] * 4
+
+    def __post_init__(self) -> None:
+        given = asdict(self)  # the messages show each value as it was given
+        self.images = _synth_number("images", self.images, int)
+        self.size = _synth_number("size", self.size, int)
+        self.seed = _synth_number("seed", self.seed, int)
+        self.noise_scale = _synth_number("noise_scale", self.noise_scale, float)
+        self.val_images = _synth_number("val_images", self.val_images, int)
+        if self.images < 1:
+            raise InputError(f"data.synth.images={given['images']}: need at least 1 train image")
+        if self.val_images < 1:
+            raise InputError(
+                f"data.synth.val_images={given['val_images']}: need at least 1 val image"
+            )
+        if self.size < 32:
+            raise InputError(f"data.synth.size={given['size']}: images must be at least 32 px")
+        self._check_noise(given["noise_scale"])
+        self.copies = _synth_number("copies", self.copies, int)
+        if self.copies < 1:
+            raise InputError(f"data.synth.copies={given['copies']}: need at least 1 noisy copy")
+
+    def _check_noise(self, given_scale: Any) -> None:
+        from huberkl.distributions import FAMILIES
+
+        model = self.noise_model
+        if model not in SYNTH_NOISE_MODELS:
+            raise InputError(
+                f"data.synth.noise_model={model!r}: allowed are {', '.join(SYNTH_NOISE_MODELS)}"
+            )
+        allowed = SYNTH_NOISES if model == "edges" else (*FAMILIES, "none")
+        if self.noise not in allowed:
+            with_model = "" if model == "edges" else f" with noise_model={model}"
+            raise InputError(
+                f"data.synth.noise={self.noise!r}: allowed{with_model} are {', '.join(allowed)}"
+            )
+        if not (math.isfinite(self.noise_scale) and self.noise_scale >= 0):
+            raise InputError(f"data.synth.noise_scale={given_scale}: must be a finite number >= 0")
+        self.noise_scales = _synth_scales(self.noise_scales, model)
+
+
+def _synth_number(key: str, value: Any, kind: type) -> Any:
+    """``value`` as an int or a float (``"3"`` and ``3.0`` are the integer 3), or refused."""
     try:
-        check_args(**s)
-    except InputError as exc:
-        raise InputError(f"data.synth.{exc}") from None
+        if isinstance(value, bool) or (kind is int and float(value) != int(float(value))):
+            raise ValueError
+        return kind(value)
+    except (TypeError, ValueError):
+        expected = "an integer" if kind is int else "a number"
+        raise InputError(f"data.synth.{key}={value!r}: must be {expected}") from None
+
+
+def _synth_scales(value: Any, model: str) -> list[float] | None:
+    """``noise_scales`` as 4 numbers (from a list or ``"x,y,w,h"``), or None when not given."""
+    if value is None:
+        return None
+    if model != "targets":
+        raise InputError(
+            "data.synth.noise_scales needs noise_model=targets (the edge model has one scale)"
+        )
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, Sequence) or len(items) != 4:
+        raise InputError(f"data.synth.noise_scales={value!r}: give 4 numbers x,y,w,h")
+    out = [float(_synth_number("noise_scales", v, float)) for v in items]
+    if not all(math.isfinite(v) and v >= 0 for v in out):
+        raise InputError(f"data.synth.noise_scales={value!r}: must be finite numbers >= 0")
+    return out
 
 
 # ----------------------------------------------------------------------------- params
@@ -361,9 +469,17 @@ class ParamsSchema:
 # ----------------------------------------------------------------------------- losses
 
 
+LOSSES_FORMATS = ("png", "pdf", "svg")  # the figure files huberkl.figure1.plot can write
+
+
 @dataclass
 class LossesSchema:
-    """``conf/losses/*.yaml``: the arguments of :func:`huberkl.figure1.write`."""
+    """``conf/losses/*.yaml``: the settings of :mod:`huberkl.figure1` (``write`` takes them).
+
+    The one home of their defaults and checks: :meth:`__post_init__` also runs when Python
+    builds the object itself (``figure1.write(out, LossesSchema(alphas=[2.0]))``), so it
+    checks types too, which Hydra checked already for a composed config.
+    """
 
     alphas: list[float] = field(default_factory=lambda: [0.1, 1.0, 10.0])
     span: float = 3.0
@@ -373,17 +489,107 @@ class LossesSchema:
     dpi: int = 150
 
     def __post_init__(self) -> None:
-        if not self.alphas:
+        alphas = _sequence("losses.alphas", self.alphas, "a non-empty list of numbers > 0")
+        if not alphas:
             _fail("losses.alphas", self.alphas, "a non-empty list of numbers > 0")
-        for a in self.alphas:
+        for a in alphas:
             _positive("losses.alphas", a)
+        self.alphas = [float(a) for a in alphas]
         _positive("losses.span", self.span)
         if self.x_max is not None:
             _positive("losses.x_max", self.x_max)
         _at_least("losses.num_points", self.num_points, 2)
-        if not self.formats or any(f not in ("png", "pdf", "svg") for f in self.formats):
-            _fail("losses.formats", self.formats, "a list from png|pdf|svg")
+        allowed = f"a non-empty list from {'|'.join(LOSSES_FORMATS)}"
+        formats = _sequence("losses.formats", self.formats, allowed)
+        if not formats or any(f not in LOSSES_FORMATS for f in formats):
+            _fail("losses.formats", self.formats, allowed)
+        self.formats = formats
         _at_least("losses.dpi", self.dpi, 1)
+
+
+# ----------------------------------------------------------------------------- noise
+
+
+NOISE_FORMATS = ("table", "json", "csv")  # how `huberkl noise` prints (huberkl.noise.render)
+
+
+@dataclass
+class NoiseSchema:
+    """``conf/noise/*.yaml``: what ``huberkl noise`` measures and how, one key per option.
+
+    Exactly one source: ``annotations`` with ``reference`` (two COCO files of the same
+    images), ``iou_agreement`` (a reported mean IoU between two annotators) or ``residuals``
+    (a CSV of a pilot fit's residuals). :func:`huberkl.noise.measure.measure` takes this
+    object. A bad value is one line naming the key and the option that sets it.
+    """
+
+    annotations: str | None = None  # ANN.json, the annotations measured
+    reference: str | None = None  # --reference: a COCO file of the same images
+    reference_kind: str = "gold"  # --reference-kind: gold (exact) | peer (as noisy)
+    min_iou: float = 0.5  # --min-iou: matched pairs need at least this IoU
+    iou_agreement: float | None = None  # --iou-agreement
+    family: str = "laplace"  # --family: the noise family of --iou-agreement
+    residuals: str | None = None  # --residuals
+    column: str = "r"  # --column of --residuals
+    preset: str = "exp-c"  # --preset: its label/prediction ratio sets the prediction noise
+    pred_noise: str | None = None  # --pred-noise: x,y,w,h prediction-noise scales instead
+    name: str | None = None  # --name of the params preset written; None: from the source
+    resamples: int = 200  # --resamples: bootstrap resamples for the 95 % intervals
+    seed: int = 0  # --seed of the bootstrap
+    figure: bool = True  # --figure/--no-figure: errors.png
+    format: str = "table"  # --format: table | json | csv
+
+    def __post_init__(self) -> None:
+        from huberkl.distributions import check_family
+        from huberkl.noise.fit import MODES
+
+        if self.format not in NOISE_FORMATS:
+            _refuse("format", self.format, f"--format must be one of {'|'.join(NOISE_FORMATS)}")
+        if self.reference_kind not in MODES:
+            _refuse("reference_kind", self.reference_kind, "--reference-kind must be gold or peer")
+        if isinstance(self.resamples, bool) or not isinstance(self.resamples, numbers.Integral):
+            _refuse("resamples", self.resamples, "--resamples must be an integer >= 0")
+        if self.resamples < 0:
+            _refuse("resamples", self.resamples, "--resamples must be >= 0")
+        self._check_source()
+        if not _real(self.min_iou) or not 0.0 < self.min_iou <= 1.0:
+            _refuse("min_iou", self.min_iou, "--min-iou must be in (0, 1]")
+        q = self.iou_agreement
+        if q is not None and (not _real(q) or not 0.0 < q <= 1.0):
+            _refuse("iou_agreement", q, "--iou-agreement must be in (0, 1]")
+        try:
+            check_family(self.family)
+        except InputError as exc:
+            raise InputError(f"noise.family: {exc}") from None
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):
+            _refuse("seed", self.seed, "--seed must be an integer")
+
+    def _check_source(self) -> None:
+        ways = [
+            self.annotations is not None or self.reference is not None,
+            self.iou_agreement is not None,
+            self.residuals is not None,
+        ]
+        if sum(ways) != 1:
+            raise InputError(
+                "give exactly one of: ANN.json --reference REF.json, --iou-agreement q, "
+                "--residuals FILE.csv (noise.annotations and noise.reference, "
+                "noise.iou_agreement, noise.residuals)"
+            )
+        if ways[0] and (self.annotations is None or self.reference is None):
+            raise InputError(
+                f"noise.annotations={self.annotations!r}, noise.reference={self.reference!r}: "
+                "ANN.json and --reference REF.json go together"
+            )
+
+
+def _real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _refuse(key: str, value: Any, rule: str) -> None:
+    """One line naming the key, its value and the rule (in the words of the option)."""
+    raise InputError(f"noise.{key}={value!r}: {rule}")
 
 
 # ----------------------------------------------------------------------------- scale
@@ -533,6 +739,7 @@ GROUPS: dict[str, type] = {
     "data": DataSchema,
     "params": ParamsSchema,
     "losses": LossesSchema,
+    "noise": NoiseSchema,
     "scale": ScaleSchema,
 }
 

@@ -24,7 +24,10 @@ def data_root(tmp_path_factory) -> Path:
     """A clean 64-px synthetic set, 8 train and 4 val images, made once per test module
     (the detection tests train the tiny model of ``tests/helpers/detect_tiny.py`` on it)."""
     from huberkl.detect.data.synth import synthesize
+    from huberkl.schema import SynthSchema
 
     root = tmp_path_factory.mktemp("synth")
-    synthesize(root, images=8, size=64, seed=0, noise="none", noise_scale=0.0, val_images=4)
+    synthesize(
+        root, SynthSchema(images=8, size=64, seed=0, noise="none", noise_scale=0.0, val_images=4)
+    )
     return root

@@ -13,13 +13,15 @@ from torch.testing import assert_close
 
 from huberkl import figure1
 from huberkl import losses as L
+from huberkl.errors import InputError
+from huberkl.schema import LossesSchema
 
 ALPHAS = [0.1, 1.0, 10.0]
 
 
 @pytest.fixture(scope="module")
 def table() -> pd.DataFrame:
-    return figure1.compute(ALPHAS, span=3.0, num_points=21)
+    return figure1.compute(LossesSchema(ALPHAS, span=3.0, num_points=21))
 
 
 def test_table_layout(table):
@@ -52,12 +54,13 @@ def test_table_values_agree_with_losses(table):
 
 
 def test_common_x_range(table):
-    t = figure1.compute([0.5, 2.0], num_points=5, x_max=4.0)
+    t = figure1.compute(LossesSchema([0.5, 2.0], num_points=5, x_max=4.0))
     assert t.groupby("alpha")["x"].agg(["min", "max"]).values.tolist() == [[-4.0, 4.0]] * 2
 
 
 def test_write_creates_files_whose_csv_round_trips(tmp_path, table):
-    paths = figure1.write(tmp_path, ALPHAS, span=3.0, num_points=21, formats=["png", "pdf"], dpi=40)
+    settings = LossesSchema(ALPHAS, span=3.0, num_points=21, formats=["png", "pdf"], dpi=40)
+    paths = figure1.write(tmp_path, settings)
     assert set(paths) == {"csv", "png", "pdf"}
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert paths["pdf"].read_bytes()[:5] == b"%PDF-"
@@ -66,8 +69,9 @@ def test_write_creates_files_whose_csv_round_trips(tmp_path, table):
 
 
 def test_pdf_is_reproducible(tmp_path):
-    a = figure1.write(tmp_path / "a", [1.0], num_points=5, formats=["pdf"])["pdf"].read_bytes()
-    b = figure1.write(tmp_path / "b", [1.0], num_points=5, formats=["pdf"])["pdf"].read_bytes()
+    settings = LossesSchema([1.0], num_points=5, formats=["pdf"])
+    a = figure1.write(tmp_path / "a", settings)["pdf"].read_bytes()
+    b = figure1.write(tmp_path / "b", settings)["pdf"].read_bytes()
     assert a == b
 
 
@@ -84,7 +88,7 @@ def test_layout_one_row_per_alpha(monkeypatch, tmp_path, table):
         return axes
 
     monkeypatch.setattr(Figure, "subplots", spy)
-    figure1.plot(table, tmp_path / "f", formats=["png"], dpi=30)
+    figure1.plot(table, tmp_path / "f", LossesSchema(formats=["png"], dpi=30))
     (axes,) = made
     assert axes.shape == (3, 2)
     assert axes[0, 0].get_title() == "Loss Functions" and axes[0, 1].get_title() == "Derivatives"
@@ -103,20 +107,45 @@ def test_layout_one_row_per_alpha(monkeypatch, tmp_path, table):
 @pytest.mark.parametrize(
     "kwargs,name",
     [
-        ({"alphas": [1.0, -1.0]}, "alpha"),
-        ({"alphas": [float("nan")]}, "alpha"),
-        ({"alphas": ["a"]}, "alpha"),
+        ({"alphas": [1.0, -1.0]}, "alphas"),
+        ({"alphas": [float("nan")]}, "alphas"),
+        ({"alphas": ["a"]}, "alphas"),
         ({"alphas": []}, "alphas"),
+        ({"alphas": "1"}, "alphas"),  # a string is not a list of numbers
+        ({"alphas": [True]}, "alphas"),
         ({"num_points": 1}, "num_points"),
+        ({"num_points": 5.0}, "num_points"),
+        ({"num_points": True}, "num_points"),
         ({"span": 0.0}, "span"),
+        ({"x_max": -1.0}, "x_max"),
         ({"formats": ["gif"]}, "formats"),
+        ({"formats": "png"}, "formats"),
+        ({"formats": []}, "formats"),
         ({"dpi": 0}, "dpi"),
+        ({"dpi": 72.5}, "dpi"),
+        ({"dpi": True}, "dpi"),
     ],
 )
 def test_bad_settings_raise_value_error_naming_them(tmp_path, kwargs, name):
-    with pytest.raises(ValueError, match=rf"^{name} must"):
-        figure1.write(tmp_path, **{"num_points": 5, **kwargs})
+    """The checks live in LossesSchema (the one home of the settings): a bad value is an
+    InputError (a ValueError) naming ``losses.<name>`` before anything is written."""
+    with pytest.raises(ValueError, match=rf"^losses\.{name}=") as info:
+        figure1.write(tmp_path, LossesSchema(**{"num_points": 5, **kwargs}))
+    assert isinstance(info.value, InputError) and "\n" not in str(info.value)
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_defaults_are_the_schemas_and_the_yaml_agrees(tmp_path):
+    """``compute()`` with no settings is the LossesSchema default, which conf/losses/figure1.yaml
+    repeats key for key (the config file documents each value)."""
+    from dataclasses import asdict
+
+    from huberkl import config
+
+    conf = yaml.safe_load((config.CONF_DIR / "losses" / "figure1.yaml").read_text("utf-8"))
+    assert conf == asdict(LossesSchema())
+    t = figure1.compute()
+    assert t["alpha"].drop_duplicates().tolist() == ALPHAS and len(t) == 3 * 401
 
 
 def test_losses_command_writes_figure_csv_config_and_seed(tmp_path, monkeypatch, capsys):
@@ -135,5 +164,6 @@ def test_losses_command_writes_figure_csv_config_and_seed(tmp_path, monkeypatch,
         cfg["seed"] == 3 and json.loads((out / "run.json").read_text(encoding="utf-8"))["seed"] == 3
     )
     csv = pd.read_csv(out / "figure1.csv")
-    pd.testing.assert_frame_equal(csv, figure1.compute(ALPHAS, num_points=9), check_exact=True)
+    expected = figure1.compute(LossesSchema(ALPHAS, num_points=9))
+    pd.testing.assert_frame_equal(csv, expected, check_exact=True)
     assert "figure1.png" in capsys.readouterr().out

@@ -104,18 +104,20 @@ def synth(
 
     from huberkl.detect.data.sets import check_new_set
     from huberkl.detect.data.synth import synthesize
+    from huberkl.schema import SynthSchema
 
-    # data.synth was checked at compose (huberkl.schema.SynthDataSchema)
+    # data.synth was checked at compose (huberkl.schema.SynthDataSchema); as it is given:
     kwargs = OmegaConf.to_container(run_cfg.data.synth, resolve=True)
+    settings = SynthSchema.from_mapping(kwargs)
     root = Path(run_cfg.data.root)
     config.check_writable(root, "--out" if out is not None else "data.root")
     check_new_set(root, force)  # a set, complete or not, is replaced only with --force
-    total = int(kwargs["images"]) + int(kwargs["val_images"])
+    total = settings.images + settings.val_images
     # synthesize writes beside root and moves the set into place when it is complete: an
     # interrupted run leaves no images without annotations in root.
     with Progress(transient=True) as progress:
         task = progress.add_task("drawing shapes", total=total)
-        paths = synthesize(root, progress=lambda n: progress.advance(task, n), **kwargs)
+        paths = synthesize(root, settings, progress=lambda n: progress.advance(task, n))
     config.save_run(run_cfg, root, "data synth", [*extra, *(overrides or [])])
     table = Table(title="synthetic shapes set", show_header=False)
     for key, value in kwargs.items():

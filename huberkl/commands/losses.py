@@ -19,7 +19,11 @@ AlphaOption = Annotated[
 
 
 def _alphas_override(values: list[str] | None) -> list[str]:
-    """``--alpha`` values -> the Hydra override ``losses.alphas=[...]`` (checked first)."""
+    """``--alpha`` values -> the Hydra override ``losses.alphas=[...]``.
+
+    Only the parsing is here (fractions such as 1/9); the range is checked at compose by
+    :class:`huberkl.schema.LossesSchema`, which names ``losses.alphas``.
+    """
     if not values:
         return []
     from huberkl.errors import InputError
@@ -33,8 +37,6 @@ def _alphas_override(values: list[str] | None) -> list[str]:
             raise InputError(
                 f"alpha must be a number > 0 (e.g. 0.1 or 1/9), got {text!r}"
             ) from None
-        if value <= 0:
-            raise InputError(f"alpha must be a number > 0, got {text!r}")
         numbers.append(repr(float(value)))
     return [f"losses.alphas=[{','.join(numbers)}]"]
 
@@ -49,15 +51,13 @@ def losses(
     extra = _alphas_override(alpha)
     run_cfg, _ = setup("losses", overrides, cfg, out, extra=extra, writes=False)
 
-    from omegaconf import OmegaConf
     from rich.console import Console
 
-    from huberkl import figure1
+    from huberkl import figure1, schema
 
-    # Keys and values were checked at compose (huberkl.schema.LossesSchema).
-    kwargs = OmegaConf.to_container(run_cfg.losses, resolve=True)
+    settings = schema.settings("losses", run_cfg.losses)  # the checked LossesSchema
     _, out_dir = setup("losses", overrides, False, out, extra=extra)
-    paths = figure1.write(out_dir, **kwargs)
+    paths = figure1.write(out_dir, settings)
     console = Console()
     for kind, path in paths.items():
         console.print(f"[bold]{kind}[/bold] {path}")

@@ -4,8 +4,10 @@
 - :func:`from_iou_agreement`: a reported mean IoU between two annotators;
 - :func:`from_residuals`: residuals of a pilot regression fit.
 
-Each returns a plain dict (the ``--format json`` schema); :func:`write_outputs` writes the
-figure, the params presets and the framework fragments beside it.
+Each returns a plain dict (the ``--format json`` schema); :func:`measure` runs the one a
+:class:`huberkl.schema.NoiseSchema` asks for (the ``noise`` config section, whose defaults
+these functions share); :func:`write_outputs` writes the figure, the params presets and the
+framework fragments beside it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from huberkl.noise import estimate as est
 from huberkl.noise import settings as st
 from huberkl.noise.fit import check_mode
 from huberkl.params import COORDS
+from huberkl.schema import NoiseSchema
 
 
 def _settings(
@@ -42,15 +45,44 @@ def _settings(
     }
 
 
+def measure(settings: NoiseSchema) -> tuple[dict[str, Any], str]:
+    """The measurement ``settings`` asks for (checked when they were made), and the name of
+    the params preset it writes unless ``settings.name`` gives one."""
+    s = settings
+    if s.annotations is not None:
+        assert s.reference is not None  # NoiseSchema refuses one without the other
+        annotations = Path(s.annotations)
+        result = from_annotations(
+            annotations,
+            Path(s.reference),
+            s.reference_kind,
+            s.min_iou,
+            s.preset,
+            s.pred_noise,
+            s.resamples,
+            s.seed,
+        )
+        return result, f"noise-{annotations.stem}"
+    if s.iou_agreement is not None:
+        result = from_iou_agreement(
+            s.iou_agreement, s.family, s.reference_kind, s.preset, s.pred_noise
+        )
+        return result, f"noise-iou-{s.iou_agreement:g}"
+    assert s.residuals is not None  # NoiseSchema asks for exactly one source
+    residuals = Path(s.residuals)
+    result = from_residuals(residuals, s.column, s.resamples, s.seed)
+    return result, f"noise-{residuals.stem}"
+
+
 def from_annotations(
     annotations: str | Path,
     reference: str | Path,
-    kind: str = "gold",
-    min_iou: float = 0.5,
-    preset: str = st.DEFAULT_PRESET,
+    kind: str = NoiseSchema.reference_kind,
+    min_iou: float = NoiseSchema.min_iou,
+    preset: str = NoiseSchema.preset,
     pred_noise: Any = None,
-    resamples: int = 200,
-    seed: int = 0,
+    resamples: int = NoiseSchema.resamples,
+    seed: int = NoiseSchema.seed,
 ) -> dict[str, Any]:
     """Match, code, fit (truncation-aware at ``min_iou``) and read the settings off."""
     from huberkl.noise.matching import match_files
@@ -80,9 +112,9 @@ def from_annotations(
 
 def from_iou_agreement(
     q: float,
-    family: str = "laplace",
-    kind: str = "peer",
-    preset: str = st.DEFAULT_PRESET,
+    family: str = NoiseSchema.family,
+    kind: str = "peer",  # two annotators: the reported IoU is between two noisy boxes
+    preset: str = NoiseSchema.preset,
     pred_noise: Any = None,
 ) -> dict[str, Any]:
     """The per-annotation scale whose mean IoU between annotators is ``q``, for ``family``."""
@@ -108,7 +140,10 @@ def from_iou_agreement(
 
 
 def from_residuals(
-    path: str | Path, column: str = "r", resamples: int = 200, seed: int = 0
+    path: str | Path,
+    column: str = NoiseSchema.column,
+    resamples: int = NoiseSchema.resamples,
+    seed: int = NoiseSchema.seed,
 ) -> dict[str, Any]:
     """Family, scale and efficient α of the residuals in ``column`` of a CSV file."""
     from huberkl.noise.residuals import read_residuals

@@ -9,8 +9,9 @@ import math
 from typing import Any
 
 from huberkl.distributions import FAMILIES
+from huberkl.schema import NOISE_FORMATS
 
-FORMATS = ("table", "json", "csv")
+FORMATS = NOISE_FORMATS  # `huberkl noise --format` (noise.format), checked by NoiseSchema
 
 
 def render_json(result: dict[str, Any]) -> str:

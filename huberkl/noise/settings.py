@@ -21,8 +21,9 @@ from typing import Any
 
 from huberkl.errors import InputError
 from huberkl.params import COORDS, Preset, StageParams, load_preset
+from huberkl.schema import NoiseSchema
 
-DEFAULT_PRESET = "exp-c"
+DEFAULT_PRESET = NoiseSchema.preset  # `huberkl noise --preset` (conf/noise/default.yaml)
 FORM = "smooth-l1"  # the implementation form that conf/params presets and detect use
 
 

@@ -317,6 +317,7 @@ def test_detect_refuses_to_synthesise_into_a_folder_that_holds_something_else(
 def test_evaluate_uses_the_runs_own_data_and_config(data_root, tmp_path, monkeypatch, capsys):
     """`evaluate --checkpoint RUN/checkpoint.pt` alone: the run's data, no set synthesised."""
     from huberkl.detect.data.synth import synthesize
+    from huberkl.schema import SynthSchema
 
     out = tmp_path / "run"
     code, _, err = run(
@@ -334,7 +335,9 @@ def test_evaluate_uses_the_runs_own_data_and_config(data_root, tmp_path, monkeyp
     trained = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert ours["AP"] == trained["AP"] and ours["images"] == 4
 
-    other = synthesize(tmp_path / "other", images=2, size=64, seed=5, val_images=3)["root"]
+    other = synthesize(tmp_path / "other", SynthSchema(images=2, size=64, seed=5, val_images=3))[
+        "root"
+    ]
     code, _, err = run([*args[:4], "--out", "ev2", f"data.root={other}"], monkeypatch, capsys)
     assert code == 0, err
     assert (

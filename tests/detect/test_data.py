@@ -15,6 +15,7 @@ from huberkl import config
 from huberkl.detect.data import synth
 from huberkl.detect.data.datasets import CocoDetection, collate_fn, load_split
 from huberkl.errors import InputError
+from huberkl.schema import SynthSchema
 from tests.helpers.cli import run as _main
 
 CATS = [{"id": 42, "name": "c"}, {"id": 3, "name": "a"}, {"id": 7, "name": "b"}]
@@ -138,7 +139,7 @@ def test_hflip_is_deterministic_and_flips_boxes(split):
 
 
 def test_reads_a_synthesized_set_without_skips(tmp_path):
-    paths = synth.synthesize(tmp_path, images=4, val_images=2, size=64)
+    paths = synth.synthesize(tmp_path, SynthSchema(images=4, val_images=2, size=64))
     cfg = config.compose([f"data.root={tmp_path}"])
     train, val = load_split(cfg.data, "train"), load_split(cfg.data, "val")
     assert train.train and not val.train

@@ -54,9 +54,12 @@ def test_single_process_helpers_are_identities():
 def test_torchrun_two_gloo_processes(tmp_path):
     """A few DDP iterations: only rank 0 writes; evaluation scores all val images."""
     from huberkl.detect.data.synth import synthesize
+    from huberkl.schema import SynthSchema
 
     root = tmp_path / "synth"
-    synthesize(root, images=8, size=64, seed=0, noise="none", noise_scale=0.0, val_images=4)
+    synthesize(
+        root, SynthSchema(images=8, size=64, seed=0, noise="none", noise_scale=0.0, val_images=4)
+    )
     out, logs = tmp_path / "run", tmp_path / "logs"
     cmd = [
         str(Path(sys.executable).parent / "torchrun"),
@@ -128,11 +131,14 @@ def test_two_ranks_train_what_one_process_trains_on_the_global_batch(tmp_path):
     """DDP's proof: k steps on 2 gloo ranks (batch 2 each) give parameters equal across ranks
     and equal, to float tolerance, to one process with batch 4 (the same 4 images per step)."""
     from huberkl.detect.data.synth import synthesize
+    from huberkl.schema import SynthSchema
     from tests.helpers import ddp_regressor
     from tests.helpers.ddp_regressor import BoxRegressor, train
 
     root = tmp_path / "synth"
-    synthesize(root, images=8, size=64, seed=0, noise="none", noise_scale=0.0, val_images=2)
+    synthesize(
+        root, SynthSchema(images=8, size=64, seed=0, noise="none", noise_scale=0.0, val_images=2)
+    )
     over = [
         f"data.root={root}",
         "detect.iters=4",  # two epochs: the sampler's epoch change is covered

@@ -13,13 +13,14 @@ from huberkl.detect.data import synth
 from huberkl.detect.data.datasets import CocoDetection, collate_fn
 from huberkl.detect.evaluation.coco_eval import METRIC_KEYS, coco_metrics, evaluate, predict
 from huberkl.errors import InputError
+from huberkl.schema import SynthSchema
 
 
 @pytest.fixture(scope="module")
 def val(tmp_path_factory) -> CocoDetection:
     """A small synthetic val split with sparse category ids (10, 20, ...)."""
     root = tmp_path_factory.mktemp("eval")
-    paths = synth.synthesize(root, images=1, val_images=12, size=96, seed=2)
+    paths = synth.synthesize(root, SynthSchema(images=1, val_images=12, size=96, seed=2))
     data = json.loads(paths["val_ann"].read_text(encoding="utf-8"))
     for cat in data["categories"]:
         cat["id"] *= 10

@@ -98,9 +98,12 @@ def test_class_report_writes_csv_figure_and_table(tmp_path, capsys) -> None:
 @pytest.fixture(scope="module")
 def noisy_root(tmp_path_factory) -> Path:
     from huberkl.detect.data.synth import synthesize
+    from huberkl.schema import SynthSchema
 
     root = tmp_path_factory.mktemp("synth")
-    synthesize(root, images=6, size=64, seed=0, noise="laplace", noise_scale=0.1, val_images=3)
+    synthesize(
+        root, SynthSchema(images=6, size=64, seed=0, noise="laplace", noise_scale=0.1, val_images=3)
+    )
     return root
 
 

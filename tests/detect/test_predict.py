@@ -27,9 +27,12 @@ from tests.helpers.detect_tiny import TINY_MODEL
 def data_root(tmp_path_factory) -> Path:
     """Here 4 train and 5 val images (conftest's set has 4 val images): five pictures."""
     from huberkl.detect.data.synth import synthesize
+    from huberkl.schema import SynthSchema
 
     root = tmp_path_factory.mktemp("synth")
-    synthesize(root, images=4, size=64, seed=0, noise="none", noise_scale=0.0, val_images=5)
+    synthesize(
+        root, SynthSchema(images=4, size=64, seed=0, noise="none", noise_scale=0.0, val_images=5)
+    )
     return root
 
 

@@ -242,8 +242,9 @@ def test_a_refusal_keeps_a_users_folder_as_it_was(data_root, tmp_path, monkeypat
 def test_a_refused_resume_puts_the_runs_record_back(tmp_path, monkeypatch, capsys):
     """A run whose data went away: the resume is refused, its config.yaml and run.json kept."""
     from huberkl.detect.data.synth import synthesize
+    from huberkl.schema import SynthSchema
 
-    own = synthesize(tmp_path / "own", images=8, size=64, seed=0, val_images=4)["root"]
+    own = synthesize(tmp_path / "own", SynthSchema(images=8, size=64, seed=0, val_images=4))["root"]
     out = tmp_path / "run"
     over = [f"data.root={own}", *TINY]
     code, _, err = run(monkeypatch, capsys, "detect", "--out", str(out), *over)

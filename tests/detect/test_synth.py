@@ -10,6 +10,7 @@ import pytest
 
 from huberkl.detect.data import synth
 from huberkl.errors import InputError
+from huberkl.schema import SynthSchema
 from tests.helpers.cli import run as _main
 
 
@@ -31,10 +32,11 @@ def sets(tmp_path_factory) -> dict[str, dict]:
     """The same small set without noise, with Laplace noise, and again (for determinism)."""
     base = tmp_path_factory.mktemp("synth")
     kw = dict(images=40, val_images=6, size=96, seed=3)
+    noisy = SynthSchema(noise="laplace", noise_scale=0.1, **kw)
     return {
-        "clean": synth.synthesize(base / "clean", **kw),
-        "laplace": synth.synthesize(base / "laplace", noise="laplace", noise_scale=0.1, **kw),
-        "laplace2": synth.synthesize(base / "laplace2", noise="laplace", noise_scale=0.1, **kw),
+        "clean": synth.synthesize(base / "clean", SynthSchema(**kw)),
+        "laplace": synth.synthesize(base / "laplace", noisy),
+        "laplace2": synth.synthesize(base / "laplace2", noisy),
     }
 
 
@@ -81,8 +83,8 @@ def test_same_arguments_give_identical_files(sets):
 
 
 def test_other_seed_gives_other_images(tmp_path):
-    one = synth.synthesize(tmp_path / "a", images=2, val_images=1, size=64, seed=0)
-    two = synth.synthesize(tmp_path / "b", images=2, val_images=1, size=64, seed=1)
+    one = synth.synthesize(tmp_path / "a", SynthSchema(images=2, val_images=1, size=64, seed=0))
+    two = synth.synthesize(tmp_path / "b", SynthSchema(images=2, val_images=1, size=64, seed=1))
     png = "000001.png"
     assert (one["train_images"] / png).read_bytes() != (two["train_images"] / png).read_bytes()
 
@@ -174,7 +176,7 @@ def test_perturb_boxes_clips_to_image_and_keeps_order():
 )
 def test_bad_arguments_raise_one_line(tmp_path, kwargs, needle):
     with pytest.raises(InputError, match=needle.replace("(", r"\(")) as info:
-        synth.synthesize(tmp_path / "x", **kwargs)
+        synth.synthesize(tmp_path / "x", SynthSchema(**kwargs))
     assert "\n" not in str(info.value)
     assert not (tmp_path / "x").exists()
 
@@ -258,10 +260,10 @@ def test_perturb_targets_redraws_only_unrepresentable_sizes():
 
 def test_targets_set_records_its_noise_and_copies(tmp_path):
     kw = dict(images=6, val_images=2, size=64, seed=1)
-    paths = synth.synthesize(
-        tmp_path, noise="logistic", noise_model="targets", noise_scales="0.05,0.05,0.1,0.1",
+    paths = synth.synthesize(tmp_path, SynthSchema(
+        noise="logistic", noise_model="targets", noise_scales="0.05,0.05,0.1,0.1",
         copies=3, **kw,
-    )  # fmt: skip
+    ))  # fmt: skip
     first, third = _ann(paths["train_ann"]), _ann(paths["train_ann_copy3"])
     info = first["info"]
     assert info["noise_model"] == "targets" and info["noise_family"] == "logistic"
@@ -296,7 +298,7 @@ def test_edges_default_keeps_the_boxes_and_adds_the_model_keys(sets):
 )
 def test_bad_targets_arguments(kwargs, needle):
     with pytest.raises(InputError, match=needle):
-        synth.check_args(**kwargs)
+        SynthSchema(**kwargs)
 
 
 def test_cli_synth_targets_model_and_copies(tmp_path, monkeypatch, capsys):
@@ -353,3 +355,51 @@ def test_cli_synth_never_overwrites_a_set_without_force(tmp_path, monkeypatch, c
     code, _, err = _main(monkeypatch, capsys, *again, "--force")
     assert code == 0, err
     assert _ann(train)["info"]["noise_scale"] == 0.05
+
+
+def test_the_schema_owns_the_defaults_and_the_check():
+    """SynthSchema is the one home of synthesize's defaults and checks; conf/data/synth.yaml
+    repeats the defaults of the keys it lists and leaves the optional ones out."""
+    from dataclasses import asdict, fields
+
+    import yaml
+
+    from huberkl import config
+
+    conf = yaml.safe_load((config.CONF_DIR / "data" / "synth.yaml").read_text("utf-8"))["synth"]
+    defaults = asdict(SynthSchema())
+    assert conf == {k: defaults[k] for k in conf}
+    assert [f.name for f in fields(SynthSchema) if f.name not in conf] == [
+        "noise_model",
+        "noise_scales",
+        "copies",
+    ]
+    composed = config.compose(["+data.synth.copies=2"]).data.synth
+    assert SynthSchema.from_mapping(composed) == SynthSchema(copies=2)
+    with pytest.raises(InputError, match=r"^data\.synth\.nope: unknown key; allowed: images, "):
+        SynthSchema.from_mapping({"nope": 1})
+    s = SynthSchema(images="3", size=64.0, noise_model="targets", noise_scales="1,2,3,4")
+    assert (s.images, s.size, s.noise_scales, s.scales) == (
+        3,
+        64,
+        [1.0, 2.0, 3.0, 4.0],
+        [1, 2, 3, 4],
+    )
+    assert SynthSchema(noise_scale=0.2).scales == [0.2] * 4
+
+
+def test_trainer_synthesises_the_set_the_command_writes(tmp_path, monkeypatch, capsys):
+    """``ensure_dataset`` (the detector's data) and ``huberkl data synth`` build the same
+    SynthSchema from ``data.synth``: the same overrides give the same annotation files."""
+    from huberkl import config
+    from huberkl.detect.data.sets import ensure_dataset
+
+    over = ["data.synth.images=3", "data.synth.val_images=2", "data.synth.size=48"]
+    over += ["data.synth.noise=laplace", "+data.synth.copies=2"]
+    code, _, err = _main(monkeypatch, capsys, "data", "synth", "--out", str(tmp_path / "a"), *over)
+    assert code == 0, err
+    record = ensure_dataset(config.compose([f"data.root={tmp_path / 'b'}", *over]).data)
+    assert record["source"] == "synthesised"
+    for name in ("instances_train.json", "instances_train_copy2.json", "instances_val.json"):
+        a, b = (tmp_path / d / "annotations" / name for d in ("a", "b"))
+        assert a.read_bytes() == b.read_bytes(), name

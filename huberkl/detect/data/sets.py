@@ -161,9 +161,11 @@ def ensure_dataset(data_cfg: DictConfig, say: Callable[[str], None] | None = Non
     root = Path(data_cfg.root)
     _check_empty(root)
     from huberkl.detect.data.synth import synthesize
+    from huberkl.schema import SynthSchema
 
+    settings = SynthSchema.from_mapping(synth_cfg)  # checked before anything is written
     if say is not None:
         say(f"data: synthesising the shapes set into {root}")
-    synthesize(root, **synth_cfg)
+    synthesize(root, settings)
     info = read_info(train_ann)
     return record | {"source": "synthesised", "info": info, "differs_from_config": []}

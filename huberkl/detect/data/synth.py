@@ -37,16 +37,14 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from huberkl.detect.files import write_json
-from huberkl.distributions import FAMILIES, sample
+from huberkl.distributions import sample
 from huberkl.errors import InputError
+from huberkl.schema import SynthSchema
 
 CLASSES = ("rectangle", "ellipse", "triangle", "cross", "star")
 # HSV hue centre per class (red, yellow, green, blue, magenta): a colour cue beside the shape.
 HUES = (0.0, 0.15, 0.35, 0.6, 0.82)
 HUE_JITTER = 0.035
-NOISES = ("laplace", "gaussian", "none")
-NOISE_MODELS = ("edges", "targets")  # per-edge moves (the original model) | the paper's targets
-TARGET_NOISES = (*FAMILIES, "none")
 # A target draw whose noisy width or height is not a positive finite double is redrawn; with
 # |log factor| < this bound every w·exp(e) is one (exp(±700) is within float64's range).
 MAX_LOG_FACTOR = 700.0
@@ -235,75 +233,6 @@ def perturb_targets(
     return np.stack([cx - 0.5 * nw, cy - 0.5 * nh, nw, nh], axis=1), redrawn
 
 
-def _number(name: str, value: object, kind: type) -> int | float:
-    try:
-        if isinstance(value, bool) or (kind is int and float(value) != int(float(value))):
-            raise ValueError
-        return kind(value)
-    except (TypeError, ValueError):
-        raise InputError(
-            f"{name}={value!r}: must be {'an integer' if kind is int else 'a number'}"
-        ) from None
-
-
-def check_args(
-    images: object = 800,
-    size: object = 128,
-    seed: object = 0,
-    noise: object = "none",
-    noise_scale: object = 0.05,
-    val_images: object = 200,
-    noise_model: object = "edges",
-    noise_scales: object = None,
-    copies: object = 1,
-    **_: object,
-) -> dict:
-    """The arguments of :func:`synthesize`, converted and checked (InputError names the value)."""
-    args = {
-        "images": _number("images", images, int),
-        "size": _number("size", size, int),
-        "seed": _number("seed", seed, int),
-        "noise": noise,
-        "noise_scale": _number("noise_scale", noise_scale, float),
-        "val_images": _number("val_images", val_images, int),
-    }
-    if args["images"] < 1:
-        raise InputError(f"images={images}: need at least 1 train image")
-    if args["val_images"] < 1:
-        raise InputError(f"val_images={val_images}: need at least 1 val image")
-    if args["size"] < 32:
-        raise InputError(f"size={size}: images must be at least 32 px")
-    if noise_model not in NOISE_MODELS:
-        raise InputError(f"noise_model={noise_model!r}: allowed are {', '.join(NOISE_MODELS)}")
-    allowed = NOISES if noise_model == "edges" else TARGET_NOISES
-    if noise not in allowed:
-        model = "" if noise_model == "edges" else f" with noise_model={noise_model}"
-        raise InputError(f"noise={noise!r}: allowed{model} are {', '.join(allowed)}")
-    if not (math.isfinite(args["noise_scale"]) and args["noise_scale"] >= 0):
-        raise InputError(f"noise_scale={noise_scale}: must be a finite number >= 0")
-    args["noise_model"] = noise_model
-    args["noise_scales"] = _scales(noise_scales, args["noise_scale"], noise_model)
-    args["copies"] = _number("copies", copies, int)
-    if args["copies"] < 1:
-        raise InputError(f"copies={copies}: need at least 1 noisy copy")
-    return args
-
-
-def _scales(value: object, scale: float, model: str) -> list[float]:
-    """Per-coordinate scales (x, y, w, h): ``value`` if given (4 numbers), else ``scale`` × 4."""
-    if value is None:
-        return [scale] * 4
-    if model != "targets":
-        raise InputError("noise_scales needs noise_model=targets (the edge model has one scale)")
-    items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[arg-type]
-    if len(items) != 4:
-        raise InputError(f"noise_scales={value!r}: give 4 numbers x,y,w,h")
-    out = [float(_number("noise_scales", v, float)) for v in items]
-    if not all(math.isfinite(v) and v >= 0 for v in out):
-        raise InputError(f"noise_scales={value!r}: must be finite numbers >= 0")
-    return out
-
-
 def _coco(info: dict, images: list[dict], anns: list[dict]) -> dict:
     cats = [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(CLASSES)]
     return {"info": info, "images": images, "annotations": anns, "categories": cats}
@@ -328,39 +257,30 @@ def _write_ann(path: Path, obj: dict) -> None:
 
 def synthesize(
     out_dir: str | Path,
-    images: int = 800,
-    size: int = 128,
-    seed: int = 0,
-    noise: str = "none",
-    noise_scale: float = 0.05,
-    val_images: int = 200,
+    settings: SynthSchema | None = None,
     progress: Callable[[int], None] | None = None,
-    noise_model: str = "edges",
-    noise_scales: object = None,
-    copies: int = 1,
 ) -> dict[str, Path]:
-    """Write the synthetic set to ``out_dir``; returns its paths.
+    """Write the synthetic set of ``settings`` (the ``data.synth`` section, checked when the
+    :class:`~huberkl.schema.SynthSchema` was made; its defaults if None) to ``out_dir``.
 
-    Keys: ``root, train_images, val_images, train_ann, val_ann, train_clean_ann``. Images
-    depend only on ``(seed, split, index)`` and the noise on ``seed``, so the same
-    arguments give bit-identical files and changing ``noise`` keeps the same images.
-    ``progress(n)`` is called after every ``n`` images written. ``copies`` > 1 also writes
-    ``instances_train_copy<k>.json`` for k = 2..copies: independent noisy annotations of
-    the same train images (copy 1 is ``instances_train.json``).
+    Returns its paths, keys ``root, train_images, val_images, train_ann, val_ann,
+    train_clean_ann``. Images depend only on ``(seed, split, index)`` and the noise on
+    ``seed``, so the same settings give bit-identical files and changing ``noise`` keeps
+    the same images. ``progress(n)`` is called after every ``n`` images written. ``copies``
+    > 1 also writes ``instances_train_copy<k>.json`` for k = 2..copies: independent noisy
+    annotations of the same train images (copy 1 is ``instances_train.json``).
     """
-    args = check_args(
-        images, size, seed, noise, noise_scale, val_images, noise_model, noise_scales, copies
-    )
+    s = settings if settings is not None else SynthSchema()
     root = Path(out_dir)
     tmp = _temp_beside(root)
     try:
-        _write_set(tmp, args, progress)
+        _write_set(tmp, s, progress)
         _move_into_place(tmp, root)
     finally:
         if tmp.exists():  # interrupted or failed: the half-written set goes
             shutil.rmtree(tmp, ignore_errors=True)
     paths = layout(out_dir)
-    for k in range(2, args["copies"] + 1):
+    for k in range(2, s.copies + 1):
         paths[f"train_ann_copy{k}"] = copy_path(paths, k)
     return paths
 
@@ -434,9 +354,9 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def _write_set(out_dir: Path, args: dict, progress: Callable[[int], None] | None) -> None:
-    """Draw the images and write the annotations of the set ``args`` into ``out_dir``."""
-    images, size, seed, val_images = args["images"], args["size"], args["seed"], args["val_images"]
+def _write_set(out_dir: Path, s: SynthSchema, progress: Callable[[int], None] | None) -> None:
+    """Draw the images and write the annotations of the set ``s`` into ``out_dir``."""
+    images, size, seed, val_images = s.images, s.size, s.seed, s.val_images
     paths = layout(out_dir)
     for key in ("train_images", "val_images"):
         paths[key].mkdir(parents=True, exist_ok=True)
@@ -480,8 +400,8 @@ def _write_set(out_dir: Path, args: dict, progress: Callable[[int], None] | None
     _write_ann(
         paths["train_clean_ann"], _coco({**clean_info, "split": "train"}, train_rows, train_anns)
     )
-    for k in range(1, args["copies"] + 1):
-        noisy_anns, noisy_info = _noisy_copy(train_anns, args, k)
+    for k in range(1, s.copies + 1):
+        noisy_anns, noisy_info = _noisy_copy(train_anns, s, k)
         path = paths["train_ann"] if k == 1 else copy_path(paths, k)
         _write_ann(path, _coco({**info, **noisy_info}, train_rows, noisy_anns))
 
@@ -491,9 +411,9 @@ def copy_path(paths: dict[str, Path], k: int) -> Path:
     return paths["train_ann"].with_name(f"instances_train_copy{k}.json")
 
 
-def describe_noise(args: dict) -> str:
+def describe_noise(settings: SynthSchema) -> str:
     """One sentence that states the injected noise exactly (recorded in ``info``)."""
-    noise, model, s = args["noise"], args["noise_model"], args["noise_scales"]
+    noise, model, s = settings.noise, settings.noise_model, settings.scales
     if noise == "none" or max(s) == 0:
         return "none: the train boxes are the exact boxes"
     if model == "edges":
@@ -509,32 +429,32 @@ def describe_noise(args: dict) -> str:
     )
 
 
-def _noisy_copy(train_anns: list[dict], args: dict, k: int) -> tuple[list[dict], dict]:
+def _noisy_copy(train_anns: list[dict], s: SynthSchema, k: int) -> tuple[list[dict], dict]:
     """Noisy copy ``k`` of the train annotations and the ``info`` keys that describe it."""
-    noise, model, scales = args["noise"], args["noise_model"], args["noise_scales"]
+    noise, model, scales = s.noise, s.noise_model, s.scales
     active = noise != "none" and max(scales) > 0
     out = {
         "noise": noise,
-        "noise_scale": args["noise_scale"] if noise != "none" else 0.0,
+        "noise_scale": s.noise_scale if noise != "none" else 0.0,
         "split": "train",
         "noise_model": model,
         "noise_family": noise,
         "noise_scales": dict(
             zip(("x", "y", "w", "h"), scales if active else [0.0] * 4, strict=True)
         ),
-        "noise_description": describe_noise(args),
+        "noise_description": describe_noise(s),
     }
-    if args["copies"] > 1:
+    if s.copies > 1:
         out["copy"] = k
-        out["copies"] = args["copies"]
+        out["copies"] = s.copies
     if not active:
         return train_anns, out
     key = (_NOISE_KEY,) if k == 1 else (_NOISE_KEY, k)  # copy 1 keeps the original stream
-    rng = np.random.default_rng(np.random.SeedSequence(args["seed"], spawn_key=key))
+    rng = np.random.default_rng(np.random.SeedSequence(s.seed, spawn_key=key))
     boxes = np.array([a["bbox"] for a in train_anns], dtype=np.float64).reshape(-1, 4)
-    size = args["size"]
+    size = s.size
     if model == "edges":
-        moved = perturb_boxes(boxes, noise, args["noise_scale"], rng, size, size)
+        moved = perturb_boxes(boxes, noise, s.noise_scale, rng, size, size)
         rows = [[round(float(v), 3) for v in box] for box in moved]
         anns = [
             {**a, "bbox": b, "area": round(b[2] * b[3], 3)}
