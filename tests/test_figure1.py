@@ -142,7 +142,7 @@ def test_defaults_are_the_schemas_and_the_yaml_agrees(tmp_path):
 
     from huberkl import config
 
-    conf = yaml.safe_load((config.CONF_DIR / "losses" / "figure1.yaml").read_text("utf-8"))
+    conf = yaml.safe_load((config.CONF_DIR / "losses" / "figure1.yaml").read_text(encoding="utf-8"))
     assert conf == asdict(LossesSchema())
     t = figure1.compute()
     assert t["alpha"].drop_duplicates().tolist() == ALPHAS and len(t) == 3 * 401

@@ -366,7 +366,9 @@ def test_the_schema_owns_the_defaults_and_the_check():
 
     from huberkl import config
 
-    conf = yaml.safe_load((config.CONF_DIR / "data" / "synth.yaml").read_text("utf-8"))["synth"]
+    conf = yaml.safe_load((config.CONF_DIR / "data" / "synth.yaml").read_text(encoding="utf-8"))[
+        "synth"
+    ]
     defaults = asdict(SynthSchema())
     assert conf == {k: defaults[k] for k in conf}
     assert [f.name for f in fields(SynthSchema) if f.name not in conf] == [

@@ -32,7 +32,7 @@ def _one_error(code: int, err: str) -> str:
 
 def test_yaml_gives_every_key_with_the_schemas_default():
     """The schema owns the defaults; the config file lists each (with what it means)."""
-    conf = yaml.safe_load((config.CONF_DIR / "noise" / "default.yaml").read_text("utf-8"))
+    conf = yaml.safe_load((config.CONF_DIR / "noise" / "default.yaml").read_text(encoding="utf-8"))
     conf.pop("defaults")
     assert conf == {f.name: f.default for f in fields(NoiseSchema)}
 
