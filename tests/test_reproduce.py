@@ -408,6 +408,21 @@ def test_smoke_reproduction_end_to_end(tmp_path):
     assert again.stdout.count("cached") == n_steps
 
 
+def test_a_sweep_set_not_yet_trained_is_not_run_rather_than_no_signal(tmp_path):
+    root = tmp_path / "reproduce" / "cpu"
+    plan = reproduce.load_plan("cpu", overrides=FOUR_SCALES)
+    steps = reproduce.build_steps(plan, root)
+    for s in ("0.02", "0.05", "0.1", "0.2"):
+        _matched(root, s, "1/50")
+    sweep = reproduce.sweep_steps(plan, root, steps)
+    _fake_outputs(root, [*steps, *[st for st in sweep if st.scale == 0.1]], {}, default=0.5)
+    text = build_report(root, [*steps, *sweep], plan, elapsed=1.0, dest=tmp_path / "o")
+    text = text.read_text(encoding="utf-8")
+    moves = "The best α moves with the label noise: the matched α beats α × ¼ and α × 4 at every scale (mAP@0.75)"
+    row = next(line for line in text.splitlines() if line.startswith(f"| {moves} |"))
+    assert "no signal" not in row and "0.02: matched − α × ¼ not run" in row
+
+
 def test_a_sweep_set_where_nothing_is_learnt_tests_nothing(tmp_path):
     ap = {"frcnn-implementation": 0.5}
     for s in ("0.02", "0.05", "0.1"):

@@ -171,6 +171,10 @@ def test_the_exported_reference_names_no_path_of_this_machine(tmp_path, monkeypa
     (step / "stdout.txt").write_text(
         f"hydra.searchpath=[file://{cwd}/outputs/n]\n", encoding="utf-8"
     )
+    (step / ".done.json").write_text('{"key": "k"}', encoding="utf-8")
+    busy = root / "u-s0"  # still training: no .done.json, so no record yet
+    busy.mkdir()
+    (busy / "run.json").write_text("{}", encoding="utf-8")
     # A record of an earlier part, kept because the plan still has that step.
     old = tmp_path / "ref" / "runs" / "t-s0"
     old.mkdir(parents=True)
@@ -182,6 +186,7 @@ def test_the_exported_reference_names_no_path_of_this_machine(tmp_path, monkeypa
     run = json.loads((tmp_path / "ref" / "runs" / "s-s0" / "run.json").read_text(encoding="utf-8"))
     assert "cwd" not in run and run["argv"][:2] == ["huberkl", "detect"]
     assert (tmp_path / "ref" / "runs" / "t-s0" / "metrics.json").is_file()
+    assert not (tmp_path / "ref" / "runs" / "u-s0").exists()
     assert "](runs/s-s0/config.yaml)" in md.read_text(encoding="utf-8")
     assert portable(f"{cwd}/a {cwd}", cwd) == "a ."
 
@@ -222,6 +227,9 @@ def test_convergence_check_fails_when_the_reference_still_learns():
     assert [r[-1] for r in rows] == ["fails", "fails", "fails", "fails"]
     rows, ok = curve.check(_Runs({"impl": {0: 0.6}}), _C)
     assert ok is None  # the 2x runs are not done: not yet checked
+    one = {k: {0: v[0]} for k, v in moving.items()}  # seed 0 only: a change, no interval
+    rows, ok = curve.check(_Runs(one), _C)
+    assert ok is None and [r[-1] for r in rows] == ["one seed: no interval"] * 4
 
 
 def test_equivalence_margin_is_what_the_claims_state():

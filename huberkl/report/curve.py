@@ -87,6 +87,14 @@ def _paired(runs: Runs, a: str, b: str, key: str) -> tuple[stats.Interval | None
     return stats.t_interval(list(diffs.values())), diffs
 
 
+def _result(holds: bool, iv: stats.Interval | None) -> str:
+    if iv is None:
+        return "not run"
+    if iv.n < 2:
+        return "one seed: no interval"
+    return "holds" if holds else "fails"
+
+
 def check(runs: Runs, c: Curve) -> tuple[list[list[str]], bool | None]:
     """The convergence check at the protocol's schedule (1x against 2x): table rows and
     whether every criterion holds (None when the 2x runs are missing)."""
@@ -103,7 +111,7 @@ def check(runs: Runs, c: Curve) -> tuple[list[list[str]], bool | None]:
                 f"{c.reference} {key}: 2x − 1x",
                 _fmt(iv),
                 f"|mean| < {100 * MOVE:g}",
-                "holds" if holds else ("not run" if iv is None else "fails"),
+                _result(holds, iv),
             ]
         )
     for other in c.others:
@@ -121,7 +129,7 @@ def check(runs: Runs, c: Curve) -> tuple[list[list[str]], bool | None]:
                     f"({other} − {c.reference}) {key}: 2x − 1x",
                     _fmt(move),
                     f"|mean| <= {bound} (its 1x half-width)",
-                    "holds" if holds else ("not run" if move is None else "fails"),
+                    _result(holds, move),
                 ]
             )
     return rows, (ok if complete else None)

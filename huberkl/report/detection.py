@@ -135,8 +135,8 @@ def _start(model: dict) -> str:
         return f"trained from weights {model['weights']}"
     if model.get("backbone_init"):
         return (
-            "backbone pretrained on the pretext set (its seed's `pretrain` run; the heads "
-            "from scratch)"
+            "backbone (body and FPN) pretrained on the pretext set (`scale.pretrain`), the "
+            "heads from scratch"
         )
     return "trained from scratch"
 

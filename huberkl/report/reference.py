@@ -67,7 +67,12 @@ def export_reference(
         dest.rename(old)
     shutil.copytree(report_dir / "figures", dest / "figures")
     shutil.copytree(report_dir / "tables", dest / "tables")
-    here = {p.name: p for p in root.iterdir() if p.is_dir() and not p.name.startswith("synth")}
+    # Finished steps only: a run still training (no .done.json) is no record yet.
+    here = {
+        p.name: p
+        for p in root.iterdir()
+        if p.is_dir() and not p.name.startswith("synth") and (p / ".done.json").is_file()
+    }
     kept = {p.name: p for p in (old / "runs").glob("*") if p.name in names and p.name not in here}
     for name, step in sorted({**kept, **here}.items()):
         for file in KEEP:

@@ -82,8 +82,13 @@ def section(doc: Document, runs: Runs, plan: Any) -> None:
     if shared:
         doc.add(f"{shared}\n")
     ap75 = _mean_ap75(runs, scales, [v for v, _ in names])
+    # A set with runs where every setting stays under the signal floor tests nothing; a set
+    # with no runs yet is "not run", not "no signal".
     mute = [
-        s for s in scales if no_signal(max((m for (t, _), m in ap75.items() if t == s), default=0))
+        s
+        for s in scales
+        if any(t == s for t, _ in ap75)
+        and no_signal(max(m for (t, _), m in ap75.items() if t == s))
     ]
     _claims(doc, runs, plan, scales, mute)
     best = _best_alpha(doc, scales, ap75, mute, shape)
