@@ -207,6 +207,9 @@ def build_steps(plan: DictConfig, root: Path) -> list[Step]:
 
 
 PRETEXT = "pretext"  # the pretext set's step; its runs are pretrain-s<seed>
+# The committed copy of a pretraining run keeps its backbone (body and FPN tensors, ~12 MB
+# for `tiny`): parts trained on other machines then start from the very same weights.
+BACKBONE = "backbone.pt"
 
 
 def in_part(step: Step, plan: DictConfig, part: str) -> bool:

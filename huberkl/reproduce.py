@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from huberkl import config
 from huberkl.plan import (  # noqa: F401  (re-exported: the plan's API)
+    BACKBONE,
     Step,
     all_steps,
     build_steps,
@@ -54,9 +55,14 @@ def is_done(step: Step, out: Path, key: str) -> bool:
 
 
 def adopt(step: Step, out: Path, key: str, reference: Path = REFERENCE) -> bool:
-    """Take a training step's committed record (same key) instead of training it again."""
+    """Take a training step's committed record (same key) instead of training it again;
+    a pretraining step's record carries its backbone, which the runs still to train start
+    from (as ``checkpoint.pt``, the file their ``backbone_init`` names)."""
     src = reference / "runs" / step.name
-    if step.seed is None or not is_done(step, src, key) or not (src / "metrics.json").is_file():
+    pretrain = step.part == "pretrain" and (src / BACKBONE).is_file()
+    if step.seed is None and not pretrain:
+        return False
+    if not is_done(step, src, key) or not (src / "metrics.json").is_file():
         return False
     if out.exists():
         shutil.rmtree(out)
@@ -64,6 +70,8 @@ def adopt(step: Step, out: Path, key: str, reference: Path = REFERENCE) -> bool:
     for name in RECORDS:
         if (src / name).is_file():
             shutil.copyfile(src / name, out / name)
+    if pretrain:
+        shutil.copyfile(src / BACKBONE, out / "checkpoint.pt")
     return True
 
 

@@ -304,3 +304,36 @@ def test_only_the_pretraining_runs_still_needed_are_trained_first(monkeypatch):
 
     reproduce.train(todo, 2, Quiet())
     assert batches == [["pretrain-s0"], ["a-s0"]]  # seed 1's runs are all done: not needed
+
+
+def test_the_shared_backbone_travels_with_the_reference(tmp_path):
+    """The pretraining record keeps its backbone tensors (not the heads, not the optimiser);
+    adopting it gives the runs still to train the very same start."""
+    import torch
+
+    root, report = tmp_path / "run", tmp_path / "report"
+    (report / "figures").mkdir(parents=True)
+    (report / "tables").mkdir()
+    (report / "report.md").write_text("r\n", encoding="utf-8")
+    pre = root / "pretrain-s0"
+    pre.mkdir(parents=True)
+    w = torch.arange(6.0).reshape(2, 3)
+    model = {"backbone.body.w": w, "roi_heads.x": torch.ones(2)}
+    torch.save({"model": model, "optimizer": {}}, pre / "checkpoint.pt")
+    (pre / ".done.json").write_text('{"key": "k"}', encoding="utf-8")
+    (pre / "metrics.json").write_text("{}", encoding="utf-8")
+    export_reference(report, root, tmp_path / "ref")
+    kept = torch.load(tmp_path / "ref" / "runs" / "pretrain-s0" / "backbone.pt", weights_only=True)
+    assert list(kept) == ["backbone.body.w"] and torch.equal(kept["backbone.body.w"], w)
+    step = plans.Step("pretrain-s0", ["detect", "train"], part="pretrain")
+    out = tmp_path / "new" / "pretrain-s0"
+    assert not reproduce.adopt(step, out, "other key", tmp_path / "ref")
+    assert reproduce.adopt(step, out, "k", tmp_path / "ref")
+    got = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert torch.equal(got["backbone.body.w"], w)
+    # A second export from the adopted folder keeps the same tensors.
+    export_reference(report, tmp_path / "new", tmp_path / "ref2")
+    again = torch.load(
+        tmp_path / "ref2" / "runs" / "pretrain-s0" / "backbone.pt", weights_only=True
+    )
+    assert torch.equal(again["backbone.body.w"], w)

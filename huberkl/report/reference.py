@@ -48,6 +48,24 @@ def _portable_run(text: str) -> str:
     return portable(json.dumps(info, indent=2) + "\n")
 
 
+def _keep_backbone(step: Path, target: Path) -> None:
+    """The pretrained backbone every run starts from, as ``backbone.pt`` (only the
+    ``backbone.*`` tensors of the run's checkpoint, or the copy an earlier export kept)."""
+    import torch
+
+    from huberkl.plan import BACKBONE
+
+    if (step / BACKBONE).is_file():
+        state = torch.load(step / BACKBONE, map_location="cpu", weights_only=True)
+    elif (step / "checkpoint.pt").is_file():
+        ckpt = torch.load(step / "checkpoint.pt", map_location="cpu", weights_only=False)
+        state = {k: v for k, v in ckpt.get("model", ckpt).items() if k.startswith("backbone.")}
+    else:
+        return
+    target.mkdir(parents=True, exist_ok=True)
+    torch.save(state, target / BACKBONE)
+
+
 def export_reference(
     report_dir: Path, root: Path, dest: Path, steps: Sequence[Any] | None = None
 ) -> Path:
@@ -84,6 +102,8 @@ def export_reference(
                 target.write_text(
                     _portable_run(text) if file == "run.json" else portable(text), encoding="utf-8"
                 )
+        if step.name.startswith("pretrain-"):
+            _keep_backbone(step, dest / "runs" / name)
     if old.exists():
         shutil.rmtree(old)
     prefix = link(root, report_dir) + "/"
