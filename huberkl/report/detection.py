@@ -266,7 +266,12 @@ def intro(doc: Document, runs: Runs, plan: Any) -> None:
     """The section's heading and how its cells are read; what was trained (from the run
     records) goes to ``doc.protocol`` for the report's "how this differs" list."""
     s = plan.scale
-    seeds = f"{', '.join(map(str, s.detect.seeds))} for every setting of Tables 3-6"
+    counts = sorted({r.get("seeds") or len(s.detect.seeds) for r in s.detect.runs}, reverse=True)
+    seeds = f"{', '.join(map(str, s.detect.seeds))} for the settings of Tables 3-6" + (
+        f" (the first {', '.join(map(str, counts[1:]))} for some: see each table's seeds column)"
+        if len(counts) > 1
+        else ""
+    )
     if s.sweep.scales and not plan.get("coco"):
         seeds += f"; {', '.join(map(str, s.sweep.seeds))} in the noise sweep"
     doc.protocol = protocol_text(runs, ["frcnn-implementation", "retinanet-implementation"], seeds)
