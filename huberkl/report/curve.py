@@ -215,6 +215,12 @@ def figure(path: Path, runs: Runs, cs: Sequence[Curve]) -> bool:
                 ax.errorbar(x, y, yerr=e, marker="o", capsize=3, label=run)
         ax.axvline(dict(c.points)[1.0], color="k", ls=":", lw=1, label="protocol")
         ax.set_xscale("log")
+        steps = [n for _, n in c.points]  # every schedule length, labelled as it is
+        ax.set_xticks(steps, [str(n) for n in steps])
+        ax.minorticks_off()
+        ax.set_xlim(steps[0] / 1.3, steps[-1] * 1.3)
+        if not ax.lines[:-1]:
+            ax.text(0.5, 0.5, "not run yet", transform=ax.transAxes, ha="center", va="center")
         ax.set_xlabel("training steps (each point its own schedule)")
         ax.set_ylabel("mAP@0.75 (%)")
         ax.set_title(c.arch)
