@@ -210,6 +210,7 @@ PRETEXT = "pretext"  # the pretext set's step; its runs are pretrain-s<seed>
 # The committed copy of a pretraining run keeps its backbone (body and FPN tensors, ~12 MB
 # for `tiny`): parts trained on other machines then start from the very same weights.
 BACKBONE = "backbone.pt"
+START = "checkpoint.pt"  # the file of a pretraining run that the runs' backbone_init names
 
 
 def in_part(step: Step, plan: DictConfig, part: str) -> bool:
@@ -282,7 +283,7 @@ def starts_from(
     step = runs[0] if len(runs) == 1 else pretrained.get(f"pretrain-s{seed}")
     if step is None:
         return [], None
-    return [f"detect.model.backbone_init={root / step.name / 'checkpoint.pt'}"], step
+    return [f"detect.model.backbone_init={root / step.name / START}"], step
 
 
 def schedule_length(plan: DictConfig, arch: str) -> int:

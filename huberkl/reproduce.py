@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from huberkl import config
 from huberkl.plan import (  # noqa: F401  (re-exported: the plan's API)
     BACKBONE,
+    START,
     Step,
     all_steps,
     build_steps,
@@ -71,7 +72,7 @@ def adopt(step: Step, out: Path, key: str, reference: Path = REFERENCE) -> bool:
         if (src / name).is_file():
             shutil.copyfile(src / name, out / name)
     if pretrain:
-        shutil.copyfile(src / BACKBONE, out / "checkpoint.pt")
+        shutil.copyfile(src / BACKBONE, out / START)
     return True
 
 

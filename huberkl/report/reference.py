@@ -53,12 +53,12 @@ def _keep_backbone(step: Path, target: Path) -> None:
     ``backbone.*`` tensors of the run's checkpoint, or the copy an earlier export kept)."""
     import torch
 
-    from huberkl.plan import BACKBONE
+    from huberkl.plan import BACKBONE, START
 
     if (step / BACKBONE).is_file():
         state = torch.load(step / BACKBONE, map_location="cpu", weights_only=True)
-    elif (step / "checkpoint.pt").is_file():
-        ckpt = torch.load(step / "checkpoint.pt", map_location="cpu", weights_only=False)
+    elif (step / START).is_file():
+        ckpt = torch.load(step / START, map_location="cpu", weights_only=False)
         state = {k: v for k, v in ckpt.get("model", ckpt).items() if k.startswith("backbone.")}
     else:
         return
