@@ -150,7 +150,9 @@ def test_judge_a_paired_comparison():
     assert alike.verdict == "supported"  # within ± EQUIVALENCE_MARGIN
     missing = judge.judge(runs, Comparison("c", "other-seeds", "base", "AP"))
     assert (missing.verdict, missing.diff) == ("not run", None)
-    assert judge.overall([up.verdict, missing.verdict]) == "not run"
+    assert judge.overall([missing.verdict, missing.verdict]) == "not run"
+    assert judge.overall([up.verdict, missing.verdict]) == "incomplete (1 of 2 compared): supported"
+    assert judge.overall([down.verdict, missing.verdict]) == "contradicted"
     assert judge.overall([up.verdict, down.verdict]) == "contradicted"
 
 

@@ -368,6 +368,7 @@ def table(
         links = " ".join(
             f"[{seed}]({link(doc.root / name, doc.dest)}/config.yaml)"
             for seed, name in sorted(steps.items())
+            if (doc.root / name / "config.yaml").is_file()
         )
         rows.append([label, *ours, str(len(runs.seeds(setting))), *theirs, links or "–"])
     doc.add(markdown_table(header, rows))

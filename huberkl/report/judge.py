@@ -146,13 +146,18 @@ def overall(verdicts: Sequence[str]) -> str:
     """One verdict for a claim judged by several comparisons. Every claim here says "each
     of these holds" (at every scale, at every threshold, for each experiment), so it is
     supported only if every comparison is, and contradicted if any one is, whatever the
-    others say; otherwise "partly supported" or the comparisons found no difference."""
-    if not verdicts or any(v == "not run" for v in verdicts):
+    others say (even before the others have run); otherwise "partly supported" or the
+    comparisons found no difference. A claim judged on some of its comparisons only says
+    so: "incomplete (k of n compared): ...", the verdict of those k."""
+    ran = [v for v in verdicts if v != "not run"]
+    if not ran:
         return "not run"
+    if any(v.startswith("contradicted") for v in ran):
+        return "contradicted"
+    if len(ran) < len(verdicts):
+        return f"incomplete ({len(ran)} of {len(verdicts)} compared): {overall(ran)}"
     if all(v == "supported" for v in verdicts):
         return "supported"
-    if any(v.startswith("contradicted") for v in verdicts):
-        return "contradicted"
     if any(v == "supported" for v in verdicts):
         return "partly supported"
     if any(v.startswith("inconclusive") for v in verdicts):
