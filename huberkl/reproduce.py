@@ -1,6 +1,6 @@
 """``make reproduce``: every table and figure of the paper, one cached step at a time.
 
-    python -m huberkl.reproduce --scale cpu|smoke|full [--part PART] [--coco DIR] [--force]
+    python -m huberkl.reproduce --scale cpu|smoke|full [--part PART|next|all] [--coco DIR] [--force]
 
 Each step is one ``huberkl`` command (so the report can print the exact command that
 made every number) run in its own folder ``outputs/reproduce/<scale>/<step>/``. A step
@@ -182,9 +182,25 @@ def check_part(part: str | None, plan: DictConfig) -> None:
     from huberkl.errors import InputError
     from huberkl.schema import PARTS
 
-    names = [*(plan.scale.get("parts") or {}), *PARTS]
+    names = [*(plan.scale.get("parts") or {}), *PARTS, "next", "all"]
     if part is not None and part not in names:
-        raise InputError(f"--part {part!r}: expected one of {', '.join(names)} (or none: all)")
+        raise InputError(f"--part {part!r}: expected one of {', '.join(names)}")
+
+
+def choose_part(part: str | None, plan: DictConfig, missing: list[Step]) -> str | None:
+    """The part to train (None: every missing run). No part given means ``next`` on a scale
+    split into parts (so that a plain ``make reproduce`` stays within one part's time) and
+    ``all`` on the others; ``next`` is the first part, in ``scale.parts`` order, that still
+    has a run to train (None when every run is done)."""
+    parts = list(plan.scale.get("parts") or {})
+    if part is None:
+        part = "next" if parts else "all"
+    if part == "all":
+        return None
+    if part != "next":
+        return part
+    runs = [st for st in missing if st.seed is not None]
+    return next((p for p in parts if any(in_part(st, plan, p) for st in runs)), None)
 
 
 def reproduce(
@@ -197,9 +213,9 @@ def reproduce(
 ) -> Path:
     """Run (or skip, when cached) every step of ``scale``, then write the report.
 
-    ``part``: train only that part's runs (a group of :data:`huberkl.schema.PARTS` or a
-    part of ``scale.parts``); the figures, sets
-    and measurements always run. Training runs recorded in ``reference`` with the same key
+    ``part``: train only that part's runs (a group of :data:`huberkl.schema.PARTS`, a
+    part of ``scale.parts``, ``next`` or ``all``; default: :func:`choose_part`); the
+    figures, sets and measurements always run. Training runs recorded in ``reference`` with the same key
     are taken from there; the report covers every run done so far.
     """
     from rich.console import Console
@@ -214,7 +230,6 @@ def reproduce(
     t0 = time.perf_counter()
     jobs = max(1, int(plan.scale.get("jobs", 1)))
     parallel: list[tuple[Step, Path, str]] = []
-    skipped: list[str] = []
 
     def visit(batch: list[Step], first: int, total: int | str) -> None:
         for i, step in enumerate(batch, first):
@@ -225,9 +240,6 @@ def reproduce(
                 continue
             if not force and adopt(step, out, key, reference):
                 console.print(f"[dim][{i}/{total}] {step.name}: from {reference} ({key})[/]")
-                continue
-            if part is not None and step.seed is not None and not in_part(step, plan, part):
-                skipped.append(step.name)
                 continue
             if step.resumable:
                 parallel.append((step, out, key))  # training runs: run below, jobs at a time
@@ -240,8 +252,18 @@ def reproduce(
     sweep = sweep_steps(plan, root, steps)
     steps += sweep
     visit(sweep, len(steps) - len(sweep) + 1, len(steps))
-    if skipped:
-        console.print(f"{len(skipped)} training runs of other parts not run (--part {part})")
+    chosen = choose_part(part, plan, [st for st, _, _ in parallel])
+    if chosen is not None:
+        skipped = [
+            job for job in parallel if job[0].seed is not None and not in_part(job[0], plan, chosen)
+        ]
+        parallel = [job for job in parallel if job not in skipped]
+        console.print(
+            f"part {chosen}: {len(parallel)} training runs; {len(skipped)} runs of other parts"
+            " wait (PART=<name> or PART=all; docs/PROTOCOL.md)"
+        )
+    elif not any(st.seed is not None for st, _, _ in parallel):
+        console.print("every training run of the plan is done")
     train(parallel, jobs, console)
     from huberkl.report import build_report
 
@@ -259,7 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--part",
         default=None,
-        help="train only this part's runs (scale.parts, or a group: tables, retinanet, curves, sweep)",
+        help="train only this part's runs: one of scale.parts, a group (tables, retinanet,"
+        " curves, sweep), next (the default where the scale has parts: the first part with"
+        " runs left) or all",
     )
     parser.add_argument(
         "--force", action="store_true", help="ignore the cache and rerun every step"

@@ -133,6 +133,48 @@ def test_a_part_trains_only_its_runs(tmp_path, monkeypatch):
     assert "pretrain-s0" in ran  # the one shared backbone its runs start from
 
 
+def test_without_a_part_the_next_part_with_runs_left_is_trained(tmp_path, monkeypatch):
+    """A plain ``make reproduce`` stays within one part: the first with runs left, in order."""
+    ran: list[str] = []
+    done: set[str] = set()
+    monkeypatch.setattr(reproduce, "ROOT", tmp_path / "reproduce")
+    monkeypatch.setattr(reproduce.Step, "key", lambda self: "k-" + self.name)
+    monkeypatch.setattr(reproduce, "is_done", lambda step, out, key: step.name in done)
+    monkeypatch.setattr(
+        reproduce, "run_step", lambda st, out, key, log, echo=True: ran.append(st.name) or 0.0
+    )
+    monkeypatch.setattr(
+        reproduce,
+        "_run_parallel",
+        lambda todo, jobs, console: ran.extend(s.name for s, _, _ in todo),
+    )
+    monkeypatch.setattr("huberkl.report.build_report", lambda *a, **k: tmp_path / "r.md")
+
+    def trained() -> list[str]:
+        return sorted(n for n in ran if n.startswith(("frcnn", "retinanet", "sweep")))
+
+    def multiples(seed: int) -> list[str]:
+        return [
+            f"frcnn-{s}{m}-s{seed}"
+            for s in ("exp-a", "implementation")
+            for m in ("", "-x0.125", "-x0.5", "-x2")
+        ]
+
+    reproduce.reproduce("cpu", reference=tmp_path / "none")
+    assert trained() == sorted([*multiples(0), *multiples(1)])  # curves-a, the first part
+    done.update(ran)
+    ran.clear()
+    reproduce.reproduce("cpu", part="next", reference=tmp_path / "none")
+    assert trained() == sorted(multiples(2))  # curves-b
+    assert "pretrain-s0" not in ran  # done with curves-a
+    ran.clear()
+    reproduce.reproduce("cpu", part="all", reference=tmp_path / "none")
+    everything = trained()
+    assert len(everything) > 40 and not set(everything) & done
+    with pytest.raises(InputError, match="--part 'nxt'.*next, all"):
+        reproduce.check_part("nxt", plans.load_plan("cpu"))
+
+
 def test_alpha_only_matches_the_measured_noise_with_alpha_alone():
     """Implementation σ (1 proposal; 1/10, 1/5 detection) with α = measured/σ (geo. mean)."""
     sp = {"alpha": "1", "lam": "1/4", "sigma": {"x": "1/20", "y": "1/20", "w": "1/10", "h": "1/10"}}
