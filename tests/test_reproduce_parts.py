@@ -103,20 +103,26 @@ def test_a_committed_record_with_the_same_key_stands_in_for_its_run(tmp_path):
     assert not reproduce.adopt(figure, tmp_path / "run" / "figure2", "k", ref)
 
 
-def test_a_part_trains_only_its_runs(tmp_path, monkeypatch):
-    """--part retinanet: the figures, sets and measurements, and RetinaNet's runs only."""
-    ran: list[str] = []
+@pytest.fixture
+def ran(tmp_path, monkeypatch) -> list[str]:
+    """``reproduce`` with every step faked: the names of the steps it would run, in order."""
+    names: list[str] = []
     monkeypatch.setattr(reproduce, "ROOT", tmp_path / "reproduce")
     monkeypatch.setattr(reproduce.Step, "key", lambda self: "k-" + self.name)
     monkeypatch.setattr(
-        reproduce, "run_step", lambda st, out, key, log, echo=True: ran.append(st.name) or 0.0
+        reproduce, "run_step", lambda st, out, key, log, echo=True: names.append(st.name) or 0.0
     )
     monkeypatch.setattr(
         reproduce,
         "_run_parallel",
-        lambda todo, jobs, console: ran.extend(s.name for s, _, _ in todo),
+        lambda todo, jobs, console: names.extend(s.name for s, _, _ in todo),
     )
     monkeypatch.setattr("huberkl.report.build_report", lambda *a, **k: tmp_path / "r.md")
+    return names
+
+
+def test_a_part_trains_only_its_runs(tmp_path, ran):
+    """--part retinanet: the figures, sets and measurements, and RetinaNet's runs only."""
     reproduce.reproduce("cpu", part="retinanet", reference=tmp_path / "none")
     trained = [n for n in ran if n.startswith(("frcnn", "retinanet", "sweep"))]
     assert trained and all(n.startswith("retinanet-") and "-x" not in n for n in trained)
@@ -133,22 +139,10 @@ def test_a_part_trains_only_its_runs(tmp_path, monkeypatch):
     assert "pretrain-s0" in ran  # the one shared backbone its runs start from
 
 
-def test_without_a_part_the_next_part_with_runs_left_is_trained(tmp_path, monkeypatch):
+def test_without_a_part_the_next_part_with_runs_left_is_trained(tmp_path, monkeypatch, ran):
     """A plain ``make reproduce`` stays within one part: the first with runs left, in order."""
-    ran: list[str] = []
     done: set[str] = set()
-    monkeypatch.setattr(reproduce, "ROOT", tmp_path / "reproduce")
-    monkeypatch.setattr(reproduce.Step, "key", lambda self: "k-" + self.name)
     monkeypatch.setattr(reproduce, "is_done", lambda step, out, key: step.name in done)
-    monkeypatch.setattr(
-        reproduce, "run_step", lambda st, out, key, log, echo=True: ran.append(st.name) or 0.0
-    )
-    monkeypatch.setattr(
-        reproduce,
-        "_run_parallel",
-        lambda todo, jobs, console: ran.extend(s.name for s, _, _ in todo),
-    )
-    monkeypatch.setattr("huberkl.report.build_report", lambda *a, **k: tmp_path / "r.md")
 
     def trained() -> list[str]:
         return sorted(n for n in ran if n.startswith(("frcnn", "retinanet", "sweep")))
