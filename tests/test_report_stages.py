@@ -83,6 +83,25 @@ def test_collect_runs_by_setting_and_seed(tmp_path):
     assert runs.seeds("a") == [0, 1] and runs.seeds("b") == []
 
 
+def test_collect_parts_counts_the_runs_with_records_of_each_part(tmp_path):
+    from huberkl import plan as plans
+
+    plan = plans.load_plan("cpu")
+    steps = plans.build_steps(plan, tmp_path)
+    curves_b = [s for s in steps if s.seed is not None and plans.in_part(s, plan, "curves-b")]
+    for s, seconds in zip(curves_b[:3], (60.0, 120.0, None)):
+        (tmp_path / s.name).mkdir()
+        (tmp_path / s.name / ".done.json").write_text(
+            json.dumps({"key": "k", "seconds": seconds}), encoding="utf-8"
+        )
+    got = {p.name: p for p in collect.parts(tmp_path, steps, plan)}
+    assert list(got) == list(plan.scale.parts)
+    assert (got["curves-b"].total, got["curves-b"].done) == (8, 3)
+    assert got["curves-b"].seconds == 180.0
+    assert (got["tables-a"].total, got["tables-a"].done, got["tables-a"].seconds) == (9, 0, 0.0)
+    assert collect.parts(tmp_path, steps, "smoke") == []  # a scale without parts
+
+
 # --------------------------------------------------------------------------------- judge
 
 
@@ -168,6 +187,21 @@ def test_judge_learning_curve_and_sweep_thresholds():
 
 
 # -------------------------------------------------------------------------------- render
+
+
+def test_render_parts_says_what_is_left_and_the_next_part():
+    parts = [
+        collect.PartStatus("one", 4, 4, 1200.0),
+        collect.PartStatus("two", 8, 3, 600.0),
+        collect.PartStatus("three", 2, 0, 0.0),
+    ]
+    text = render.parts_section(parts, jobs=2)
+    assert "next part with runs left: **two**" in text
+    assert "| one | 4 of 4 | 10 | done |" in text
+    assert "| two | 3 of 8 | 5 | `make reproduce PART=two` |" in text
+    assert "| three | 0 of 2 | – | `make reproduce PART=three` |" in text
+    assert "Every part is done." in render.parts_section(parts[:1], jobs=2)
+    assert render.parts_section([], jobs=2) == ""
 
 
 def test_render_the_page_from_its_parts(tmp_path):

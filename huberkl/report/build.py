@@ -43,5 +43,7 @@ def build_report(
         machine=collect.machine(),
         elapsed=elapsed,
         times=collect.step_times(root, steps),
+        parts=collect.parts(root, steps, plan),
+        jobs=int(plan.scale.get("jobs", 1)) if hasattr(plan, "scale") else 1,
     )
     return render.write(text, dest)

@@ -132,6 +132,33 @@ def step_times(root: Path, steps: Iterable[Any]) -> list[StepTime]:
     ]
 
 
+@dataclass(frozen=True)
+class PartStatus:
+    """One part of ``scale.parts``: its training runs, those with a record, and the
+    recorded training time of those (seconds, summed over runs)."""
+
+    name: str
+    total: int
+    done: int
+    seconds: float
+
+
+def parts(root: Path, steps: Iterable[Any], plan: Any) -> list[PartStatus]:
+    """Where the reproduction stands, part by part (none for a scale without parts)."""
+    from huberkl.plan import in_part
+
+    names = list(plan.scale.get("parts") or {}) if hasattr(plan, "scale") else []
+    runs = [s for s in steps if s.seed is not None]
+    done = {s.name: read_json(root / s.name / ".done.json") for s in runs}
+    out = []
+    for name in names:
+        mine = [s for s in runs if in_part(s, plan, name)]
+        records = [done[s.name] for s in mine if done[s.name] is not None]
+        seconds = sum(float(r.get("seconds") or 0.0) for r in records)
+        out.append(PartStatus(name, len(mine), len(records), seconds))
+    return out
+
+
 def machine() -> str:
     """The machine and versions the report was made with (the numbers' own runs say theirs)."""
     import torch

@@ -84,8 +84,10 @@ def page(
     machine: str,
     elapsed: float | None,
     times: Sequence[collect.StepTime],
+    parts: Sequence[collect.PartStatus] = (),
+    jobs: int = 1,
 ) -> str:
-    """The whole report's Markdown: head, differences, claims, sections, steps, rerunning."""
+    """The whole report's Markdown: head, differences, claims, sections, parts, steps, rerunning."""
     table, compute = step_times(times)
     head = [
         "# huberkl: the paper's tables and figures, regenerated\n",
@@ -102,7 +104,45 @@ def page(
         claims_section(doc),
     ]
     return "\n".join(
-        [*head, *doc.parts, "## Steps and their times\n", table, paper.RERUN.format(scale=scale)]
+        [
+            *head,
+            *doc.parts,
+            parts_section(parts, jobs),
+            "## Steps and their times\n",
+            table,
+            paper.RERUN.format(scale=scale),
+        ]
+    )
+
+
+def parts_section(parts: Sequence[collect.PartStatus], jobs: int) -> str:
+    """Where a reproduction built a part at a time stands, and the command for what is left."""
+    if not parts:
+        return ""
+    left = [p for p in parts if p.done < p.total]
+    rows = [
+        [
+            p.name,
+            f"{p.done} of {p.total}",
+            f"{p.seconds / 60 / max(1, jobs):.0f}" if p.done else "–",
+            f"`make reproduce PART={p.name}`" if p.done < p.total else "done",
+        ]
+        for p in parts
+    ]
+    table = markdown_table(
+        ["part", "training runs with records", f"their wall time (min, {jobs} at a time)", "to do"],
+        rows,
+    )
+    nxt = (
+        f"`make reproduce` trains the next part with runs left: **{left[0].name}**."
+        if left
+        else "Every part is done."
+    )
+    return (
+        "## The reproduction's parts\n\n"
+        "The CPU reproduction is built a part at a time (docs/PROTOCOL.md); a run's record is "
+        "kept whether it was trained here or taken from the committed reference. "
+        f"{nxt}\n\n{table}"
     )
 
 
