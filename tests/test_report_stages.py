@@ -89,7 +89,7 @@ def test_collect_parts_counts_the_runs_with_records_of_each_part(tmp_path):
     plan = plans.load_plan("cpu")
     steps = plans.build_steps(plan, tmp_path)
     curves_b = [s for s in steps if s.seed is not None and plans.in_part(s, plan, "curves-b")]
-    for s, seconds in zip(curves_b[:3], (60.0, 120.0, None)):
+    for s, seconds in zip(curves_b[:3], (60.0, 120.0, None), strict=True):
         (tmp_path / s.name).mkdir()
         (tmp_path / s.name / ".done.json").write_text(
             json.dumps({"key": "k", "seconds": seconds}), encoding="utf-8"
