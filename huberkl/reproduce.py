@@ -253,6 +253,7 @@ def reproduce(
     steps += sweep
     visit(sweep, len(steps) - len(sweep) + 1, len(steps))
     chosen = choose_part(part, plan, [st for st, _, _ in parallel])
+    skipped: list[tuple[Step, Path, str]] = []
     if chosen is not None:
         skipped = [
             job for job in parallel if job[0].seed is not None and not in_part(job[0], plan, chosen)
@@ -269,6 +270,9 @@ def reproduce(
 
     report = build_report(root, steps, plan, elapsed=time.perf_counter() - t0)
     console.print(f"report: {report}")
+    after = choose_part("next", plan, [st for st, _, _ in skipped])
+    if after is not None:
+        console.print(f"next: `make reproduce` trains part {after} (docs/PROTOCOL.md)")
     return report
 
 

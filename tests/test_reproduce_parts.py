@@ -139,7 +139,7 @@ def test_a_part_trains_only_its_runs(tmp_path, ran):
     assert "pretrain-s0" in ran  # the one shared backbone its runs start from
 
 
-def test_without_a_part_the_next_part_with_runs_left_is_trained(tmp_path, monkeypatch, ran):
+def test_without_a_part_the_next_part_with_runs_left_is_trained(tmp_path, monkeypatch, ran, capsys):
     """A plain ``make reproduce`` stays within one part: the first with runs left, in order."""
     done: set[str] = set()
     monkeypatch.setattr(reproduce, "is_done", lambda step, out, key: step.name in done)
@@ -156,6 +156,7 @@ def test_without_a_part_the_next_part_with_runs_left_is_trained(tmp_path, monkey
 
     reproduce.reproduce("cpu", reference=tmp_path / "none")
     assert trained() == sorted([*multiples(0), *multiples(1)])  # curves-a, the first part
+    assert "next: `make reproduce` trains part curves-b" in capsys.readouterr().out
     done.update(ran)
     ran.clear()
     reproduce.reproduce("cpu", part="next", reference=tmp_path / "none")
