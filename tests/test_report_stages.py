@@ -172,6 +172,11 @@ def test_judge_a_paired_comparison():
     assert judge.overall([missing.verdict, missing.verdict]) == "not run"
     assert judge.overall([up.verdict, missing.verdict]) == "incomplete (1 of 2 compared): supported"
     assert judge.overall([down.verdict, missing.verdict]) == "contradicted"
+    one = stats.verdict(stats.t_interval([0.01]), "greater")
+    assert one.startswith("cannot test")
+    assert judge.overall([one, one]) == one
+    assert judge.overall([one, missing.verdict]) == one
+    assert judge.overall([up.verdict, one]) == "incomplete (1 of 2 compared): supported"
     assert judge.overall([up.verdict, down.verdict]) == "contradicted"
 
 

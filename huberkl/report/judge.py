@@ -147,11 +147,13 @@ def overall(verdicts: Sequence[str]) -> str:
     of these holds" (at every scale, at every threshold, for each experiment), so it is
     supported only if every comparison is, and contradicted if any one is, whatever the
     others say (even before the others have run); otherwise "partly supported" or the
-    comparisons found no difference. A claim judged on some of its comparisons only says
-    so: "incomplete (k of n compared): ...", the verdict of those k."""
-    ran = [v for v in verdicts if v != "not run"]
+    comparisons found no difference. A claim judged on some of its comparisons only (the
+    others not run, or on one seed) says so: "incomplete (k of n compared): ...", the
+    verdict of those k."""
+    ran = [v for v in verdicts if v != "not run" and not v.startswith("cannot test")]
     if not ran:
-        return "not run"
+        one_seed = [v for v in verdicts if v.startswith("cannot test")]
+        return one_seed[0] if one_seed else "not run"
     if any(v.startswith("contradicted") for v in ran):
         return "contradicted"
     if len(ran) < len(verdicts):
