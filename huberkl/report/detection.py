@@ -58,7 +58,7 @@ def comparisons_table(judged: Sequence[Judged], labels: dict[str, str]) -> list[
                 c.metric,
                 str(j.diff.n),
                 f"{100 * j.diff.mean:+.1f}",
-                f"[{100 * j.diff.low:+.1f}, {100 * j.diff.high:+.1f}]",
+                _interval(j),
                 j.verdict,
             ]
         )
@@ -91,10 +91,18 @@ def judge_claims(
         doc.add(line)
 
 
+def _interval(j: Judged) -> str:
+    """The 95% interval in points; one seed has none."""
+    assert j.diff is not None
+    if j.diff.n < 2:
+        return "(one seed)"
+    return f"[{100 * j.diff.low:+.1f}, {100 * j.diff.high:+.1f}]"
+
+
 def _delta(j: Judged) -> str:
     if j.diff is None:
         return "not run"
-    return f"{100 * j.diff.mean:+.1f} [{100 * j.diff.low:+.1f}, {100 * j.diff.high:+.1f}]"
+    return f"{100 * j.diff.mean:+.1f} {_interval(j)}"
 
 
 COMPARISON_HEADER = [
