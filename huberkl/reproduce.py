@@ -255,10 +255,9 @@ def reproduce(
     chosen = choose_part(part, plan, [st for st, _, _ in parallel])
     skipped: list[tuple[Step, Path, str]] = []
     if chosen is not None:
-        skipped = [
-            job for job in parallel if job[0].seed is not None and not in_part(job[0], plan, chosen)
-        ]
-        parallel = [job for job in parallel if job not in skipped]
+        mine = [job[0].seed is None or in_part(job[0], plan, chosen) for job in parallel]
+        skipped = [job for job, m in zip(parallel, mine, strict=True) if not m]
+        parallel = [job for job, m in zip(parallel, mine, strict=True) if m]
         console.print(
             f"part {chosen}: {len(parallel)} training runs; {len(skipped)} runs of other parts"
             " wait (PART=<name> or PART=all; docs/PROTOCOL.md)"
