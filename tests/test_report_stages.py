@@ -228,6 +228,21 @@ def test_render_the_page_from_its_parts(tmp_path):
     assert line.startswith("<sub>`huberkl figure1 --out ") and "(runs/figure1/stdout.txt)" in line
 
 
+def test_render_a_table_links_only_the_runs_that_finished(tmp_path):
+    from huberkl.report import detection
+
+    root = tmp_path / "runs"
+    for k in (0, 1):  # seed 0 finished; seed 1 is still training (a config, no metrics)
+        (root / f"a-s{k}").mkdir(parents=True)
+        (root / f"a-s{k}" / "config.yaml").write_text("seed: 0\n", encoding="utf-8")
+    (root / "a-s0" / "metrics.json").write_text(json.dumps({"AP": 0.5}), encoding="utf-8")
+    steps = [_step(f"a-s{k}", k, "a") for k in (0, 1)]
+    doc = render.Document(root, tmp_path, steps)
+    detection.table(doc, "T", "t", collect.Runs(root, steps), [("A", "a", None)], {})
+    row = next(line for line in doc.parts[-1].splitlines() if line.startswith("| A |"))
+    assert "[0](runs/a-s0/config.yaml)" in row and "a-s1" not in row
+
+
 def test_render_html_is_one_file_with_its_figures(tmp_path):
     (tmp_path / "figures").mkdir()
     (tmp_path / "figures" / "a.png").write_bytes(b"\x89PNG")

@@ -379,10 +379,11 @@ def table(
             continue
         ours = [cell(runs, setting, k) for k, _ in METRICS]
         steps = runs.step_of.get(setting, {})
+        done = runs.metrics.get(setting, {})  # a run still training has a config, no metrics
         links = " ".join(
             f"[{seed}]({link(doc.root / name, doc.dest)}/config.yaml)"
             for seed, name in sorted(steps.items())
-            if (doc.root / name / "config.yaml").is_file()
+            if seed in done and (doc.root / name / "config.yaml").is_file()
         )
         rows.append([label, *ours, str(len(runs.seeds(setting))), *theirs, links or "–"])
     doc.add(markdown_table(header, rows))
