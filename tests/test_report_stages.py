@@ -180,6 +180,32 @@ def test_judge_a_paired_comparison():
     assert judge.overall([up.verdict, down.verdict]) == "contradicted"
 
 
+def test_judge_a_claim_confirms_a_contradiction_at_the_bonferroni_level():
+    # base - b: -0.93 points, 95% interval [-1.69, -0.17]; at 97.5% (2 comparisons) it
+    # reaches +0.16: one of two comparisons against a claim, but not beyond chance.
+    runs = _Runs(
+        {
+            "base": {0: 0.500, 1: 0.500, 2: 0.500},
+            "b": {0: 0.510, 1: 0.512, 2: 0.506},
+            "low": {0: 0.40, 1: 0.41, 2: 0.40},
+        }
+    )
+    alone = judge.judge(runs, Comparison("c", "base", "b", "AP"))
+    assert alone.verdict == "contradicted"
+    pair = [Comparison("c", "base", "b", "AP"), Comparison("c", "base", "low", "AP")]
+    first, second = judge.judge_claim(runs, pair)
+    assert first.verdict.startswith("no detectable difference (±")
+    assert first.verdict.endswith(", at the Bonferroni level over 2")
+    assert first.diff == alone.diff  # the table keeps the 95% interval
+    assert second.verdict == "supported"
+    assert judge.overall([first.verdict, second.verdict]).startswith("not shown: supported on 1")
+    far = {"b": {0: 0.60, 1: 0.61, 2: 0.605}}  # a clear contradiction survives the correction
+    runs.metrics |= {k: {s: {"AP": v} for s, v in d.items()} for k, d in far.items()}
+    assert judge.judge_claim(runs, pair)[0].verdict == "contradicted"
+    skipped = judge.judge_claim(runs, pair, untested={"low": "cannot test (no signal)"})
+    assert skipped[1].verdict == "cannot test (no signal)" and skipped[1].diff is None
+
+
 def test_judge_learning_curve_and_sweep_thresholds():
     def iv(mean: float, n: int = 3, half: float = 0.01) -> stats.Interval:
         return stats.Interval(mean, mean - half, mean + half, n, 0.0)

@@ -184,7 +184,10 @@ def test_alpha_only_matches_the_measured_noise_with_alpha_alone():
 
 def test_every_claim_is_contradicted_by_any_contradicted_comparison():
     assert overall(["supported", "contradicted"]) == "contradicted"
-    assert overall(["supported", "no detectable difference (±1.0 points)"]) == "partly supported"
+    mixed = overall(["supported", "no detectable difference (±1.0 points)"])
+    assert mixed == "not shown: supported on 1 of 2, no detectable difference on the rest"
+    half = overall(["supported", "inconclusive (interval reaches past the −1.0-point margin)"])
+    assert half == "not shown: supported on 1 of 2, inconclusive on the rest"
     assert overall(["supported", "supported"]) == "supported"
     assert overall(["inconclusive (x)", "no detectable difference (±1.0 points)"]) == "inconclusive"
 

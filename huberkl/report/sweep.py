@@ -4,7 +4,9 @@ Each sweep set holds Laplace label noise of a known scale in target space; ``hub
 noise`` measures it against the clean boxes and reads settings off (the *matched* preset,
 α·σ = the measured scale); the runs then scale that α by ¼ and 4, replace the Huber loss
 by L1 (α -> 0), and train the fixed Implementation preset beside them, with paired seeds.
-The paper predicts the best label-noise scale α·σ equals the injected scale (Sec. 6).
+The paper runs no detection sweep: it reads α·σ as the label-noise scale (Sec. 6, Eq. 26)
+and calls matching it to the label noise an effective way to choose the settings (Sec. 5);
+the sweep tests whether matching α·σ to the measured noise is best (claims marked "Derived").
 """
 
 from __future__ import annotations
@@ -168,18 +170,31 @@ def _claims(doc: Document, runs: Runs, plan: Any, scales: list[float], mute: lis
 
     fixed = _fixed_names(plan)
     only = [str(f) for f in plan.scale.sweep.get("alpha_only", [])]
-    moves = "The best α moves with the label noise: the matched α beats α × ¼ and α × 4 at every scale (mAP@0.75)"
-    beats = (
-        f"Settings read off the measured noise beat the fixed {', '.join(fixed)} preset (mAP@0.75)"
+    # Derived from Sec. 5-6 (the paper runs no detection sweep): α·σ read as the label-noise
+    # scale (Eq. 26), and "approximating the label noise ... is an intuitive and effective
+    # method for selecting well-suited hyper-parameters" (Sec. 5).
+    moves = (
+        "Derived (Sec. 5-6): at every scale the matched α beats α × ¼ and α × 4, i.e. the "
+        "best α·σ lies within a factor 4 of the measured noise (mAP@0.75)"
     )
-    eff = "The paper's reading (matched Huber α) beats the efficient reading (L1) for Laplace noise (mAP@0.75)"
+    beats = (
+        "Derived (Sec. 5): settings read off the measured noise beat the fixed "
+        f"{', '.join(fixed)} preset (mAP@0.75)"
+    )
+    eff = (
+        "Derived (Sec. 5, Fig. 2): the paper's reading (matched Huber α) beats the efficient "
+        "reading (L1) for Laplace noise (mAP@0.75)"
+    )
     first = (
-        "Matching only the α of " + ", ".join(only) + " to the measured noise raises its mAP@0.75"
+        "Derived (Sec. 6): matching only the α of "
+        + ", ".join(only)
+        + " to the measured noise raises its mAP@0.75"
     )
     per_claim: dict[str, list[Comparison]] = {}
+    untested = {
+        f"sweep-{s:g}-{v}": f"cannot test ({NO_SIGNAL})" for s in mute for v, _ in _columns(plan)
+    }
     for s in scales:
-        if s in mute:
-            continue
         m, at = f"sweep-{s:g}-matched", f"sweep-{s:g}-"
         per_claim.setdefault(moves, []).extend(
             Comparison(moves, m, at + v, "AP75") for v in ("alpha-x0.25", "alpha-x4")
@@ -196,7 +211,15 @@ def _claims(doc: Document, runs: Runs, plan: Any, scales: list[float], mute: lis
         return f"{labels[c.better]} − {labels[c.other].split(': ')[1]}"
 
     note = f"; not tested at {', '.join(f'{s:g}' for s in mute)} ({NO_SIGNAL})" if mute else ""
-    judge_claims(doc, "sweep", runs, list(per_claim.items()), labels, describe, note)
+    judge_claims(doc, "sweep", runs, list(per_claim.items()), labels, describe, note, untested)
+    spread = max(scales) / min(scales)
+    if spread < 16:  # a fixed α·σ in (max/4, 4·min) beats ¼x and 4x of every set's scale
+        doc.add(
+            f"The sets span {spread:g}x in noise and each brackets 16x in α, so the first claim "
+            "does not show that the best α moves with the noise: one fixed α·σ between "
+            f"{max(scales) / 4:g} and {4 * min(scales):g} would pass it at every set. "
+            "The best-α table below reads the movement, without a test.\n"
+        )
 
 
 def _best_alpha(
@@ -206,7 +229,7 @@ def _best_alpha(
     mute: list[float],
     shape: list[float],
 ) -> list[tuple[float, float]]:
-    """The best α per scale (by mean mAP@0.75), beside the prediction α·σ = scale."""
+    """The best α per scale (by mean mAP@0.75), beside the reading α·σ = scale."""
     best_rows, best = [], []
     for s in scales:
         means = {(v, mult, label): ap75[(s, v)] for v, mult, label in VARIANTS if (s, v) in ap75}
@@ -227,7 +250,7 @@ def _best_alpha(
         "set",
         "best α (mean mAP@0.75)",
         "its α·σx",
-        "predicted α·σx (= injected x scale)",
+        "α·σx if it equals the injected x scale",
         "mAP@0.75",
     ]
     doc.add(
@@ -243,7 +266,7 @@ def figure(
 ) -> bool:
     """AP75 and AP against α (multiples of the matched α; L1 at the left) per set, with
     95% intervals, the fixed presets as dashed lines; and the best α·σx against the
-    injected scale beside the prediction α·σ = scale."""
+    injected scale beside the reading α·σ = scale."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -280,7 +303,7 @@ def figure(
         inj = [s * shape[0] for s, _ in best]
         ax.plot(inj, [max(b, 1e-4) for _, b in best], "o-", label="best α·σx (L1 drawn at 1e-4)")
         lo, hi = min(inj) / 2, max(inj) * 2
-        ax.plot([lo, hi], [lo, hi], "k:", label="paper: α·σ = injected scale")
+        ax.plot([lo, hi], [lo, hi], "k:", label="α·σ = injected scale (the paper's reading)")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("injected label-noise scale (x)")
