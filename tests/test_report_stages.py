@@ -175,7 +175,7 @@ def test_judge_a_paired_comparison():
     one = stats.verdict(stats.t_interval([0.01]), "greater")
     assert one.startswith("cannot test")
     assert judge.overall([one, one]) == one
-    assert judge.overall([one, missing.verdict]) == one
+    assert judge.overall([one, missing.verdict]) == f"incomplete (0 of 2 compared): {one}"
     assert judge.overall([up.verdict, one]) == "incomplete (1 of 2 compared): supported"
     assert judge.overall([up.verdict, down.verdict]) == "contradicted"
 

@@ -188,7 +188,11 @@ def overall(verdicts: Sequence[str]) -> str:
     ran = [v for v in verdicts if v != "not run" and not v.startswith("cannot test")]
     if not ran:
         one_seed = [v for v in verdicts if v.startswith("cannot test")]
-        return one_seed[0] if one_seed else "not run"
+        if not one_seed:
+            return "not run"
+        if len(one_seed) < len(verdicts):  # say that some have not run either
+            return f"incomplete (0 of {len(verdicts)} compared): {one_seed[0]}"
+        return one_seed[0]
     if any(v.startswith("contradicted") for v in ran):
         return "contradicted"
     if len(ran) < len(verdicts):
