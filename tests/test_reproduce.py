@@ -39,7 +39,7 @@ def test_cpu_plan_has_every_table_and_figure(tmp_path):
     names = [s.name for s in _steps("cpu", tmp_path)]
     assert names[:4] == ["figure1", "tables12", "figure2", "synth"]
     # The sweep: a set and a noise measurement per scale; 0.05 is the set of Tables 3-6.
-    for s in ("0.02", "0.1"):
+    for s in ("0.005", "0.1"):
         assert f"synth-{s}" in names and f"noise-{s}" in names
     assert "noise-0.05" in names and "synth-0.05" not in names
     # Table 3's five settings with 4 paired seeds, the other tables with the first 3.
@@ -131,24 +131,24 @@ def test_sweep_runs_read_the_measured_settings(tmp_path):
     plan = reproduce.load_plan("cpu")
     steps = reproduce.build_steps(plan, tmp_path)
     assert reproduce.sweep_steps(plan, tmp_path, steps) == []  # nothing measured yet
-    _matched(tmp_path, "0.02")
+    _matched(tmp_path, "0.005")
     _matched(tmp_path, "0.05", "1/20")
     sweep = {s.name: s for s in reproduce.sweep_steps(plan, tmp_path, steps)}
     variants = ("l1", "alpha-x0.25", "matched", "alpha-x4")
     assert set(sweep) == {
-        f"sweep-0.02-{v}-s{k}"
+        f"sweep-0.005-{v}-s{k}"
         for v in (*variants, "implementation", "implementation-alpha")
         for k in range(3)
     } | {f"sweep-0.05-{v}-s{k}" for v in (*variants, "implementation-alpha") for k in range(3)}
     # The Implementation on the Tables 3-6 set is the same run as Table 3's: not repeated.
     served = {s.name: s.serves for s in steps if s.serves}
     assert served == {f"frcnn-implementation-s{k}": ["sweep-0.05-implementation"] for k in range(3)}
-    quarter = _resolved(sweep["sweep-0.02-alpha-x0.25-s1"])["params"]["stages"]
+    quarter = _resolved(sweep["sweep-0.005-alpha-x0.25-s1"])["params"]["stages"]
     assert quarter["proposal"]["alpha"] == "1/4" and quarter["detection"]["sigma"]["x"] == "1/50"
-    l1 = _resolved(sweep["sweep-0.02-l1-s0"])["params"]["stages"]["detection"]
+    l1 = _resolved(sweep["sweep-0.005-l1-s0"])["params"]["stages"]["detection"]
     assert l1["loss"] == "l1" and l1["lam"] == "1/4"
-    run = sweep["sweep-0.02-matched-s2"].overrides
-    assert f"data.root={tmp_path / 'synth-0.02'}" in run and run[-1] == "seed=2"
+    run = sweep["sweep-0.005-matched-s2"].overrides
+    assert f"data.root={tmp_path / 'synth-0.005'}" in run and run[-1] == "seed=2"
 
 
 def test_full_scale_needs_coco_and_then_reads_it(tmp_path):
@@ -276,20 +276,22 @@ def _measured(root: Path, scale: str, x: float) -> None:
 
 
 # The sweep tests' plan: four scales, the last one (0.2) where nothing is learnt.
-FOUR_SCALES = ["scale.sweep.scales=[0.02,0.05,0.1,0.2]", "scale.parts=null"]
+SCALES = ("0.01", "0.02", "0.05", "0.2")  # 20x apart: the report can test that the best α moves
+FOUR_SCALES = [f"scale.sweep.scales=[{','.join(SCALES)}]", "scale.parts=null"]
 
 
-def _report(tmp_path, ap: dict[str, float], sweep: bool = False) -> str:
+def _report(tmp_path, ap: dict[str, float], sweep: bool = False, scales=SCALES) -> str:
     root = tmp_path / "reproduce" / "cpu"
-    plan = reproduce.load_plan("cpu", overrides=FOUR_SCALES)
+    over = [f"scale.sweep.scales=[{','.join(scales)}]", "scale.parts=null"]
+    plan = reproduce.load_plan("cpu", overrides=over)
     steps = reproduce.build_steps(plan, root)
     if sweep:
-        for s in ("0.02", "0.05", "0.1", "0.2"):
+        for s in scales:
             _matched(root, s, "1/50")
         steps += reproduce.sweep_steps(plan, root, steps)
     _fake_outputs(root, steps, ap)
     if sweep:
-        for s in ("0.02", "0.05", "0.1", "0.2"):
+        for s in scales:
             _measured(root, s, float(s))
     md = build_report(root, steps, plan, elapsed=60.0, dest=tmp_path / "out")
     return md.read_text(encoding="utf-8")
@@ -305,6 +307,7 @@ MOVES = (
     "Derived (Sec. 5-6): at every scale the matched α beats α × ¼ and α × 4, i.e. the best "
     "α·σ lies within a factor 4 of the measured noise (mAP@0.75)"
 )
+MOVED = "| Derived (Sec. 5): the best α moves with the label noise"
 AP75 = "Smaller noise scales (Exp. A-C) raise mAP@0.75 over the Implementation (Table 3)"
 
 
@@ -371,7 +374,7 @@ def test_differences_within_the_seed_noise_are_not_effects(tmp_path):
 def test_report_shows_the_noise_sweep(tmp_path):
     # At every scale the matched α is best, and beats the Implementation.
     ap = {}
-    for s in ("0.02", "0.05", "0.1", "0.2"):
+    for s in SCALES:
         ap |= {
             f"sweep-{s}-matched": 0.6,
             f"sweep-{s}-alpha-x0.25": 0.55,
@@ -387,9 +390,11 @@ def test_report_shows_the_noise_sweep(tmp_path):
         "preset (mAP@0.75)"
     )
     assert _verdict(text, beats) == "supported"
-    # 0.02-0.2 is 10x: one α·σ in (0.05, 0.08) would beat ¼x and 4x at every set too
-    assert "one fixed α·σ between 0.05 and 0.08 would pass it at every set" in text
-    assert "| 0.1 | matched | 0.1000 | 0.1 | " in text  # best α·σx against the injected scale
+    moves = next(line for line in text.splitlines() if line.startswith(MOVED))
+    assert moves.split(" | ")[1] == "supported"  # 0.01 beats 4x, 0.2 beats ¼x: 20x apart
+    assert "0.01: matched − α × 4" in moves and "0.2: matched − α × ¼" in moves
+    assert "the two cannot be one α·σ, so the best α moves" in text
+    assert "| 0.01 | matched | 0.0100 | 0.01 | " in text  # best α·σx against the injected scale
     assert "| 0.2 | 0.2, 0.2, 0.4, 0.4 | 0.2000 laplace [0.1800, 0.2200] |" in text
     assert (tmp_path / "out" / "figures" / "detect_sweep.png").stat().st_size > 10_000
 
@@ -420,10 +425,10 @@ def test_a_sweep_set_not_yet_trained_is_not_run_rather_than_no_signal(tmp_path):
     root = tmp_path / "reproduce" / "cpu"
     plan = reproduce.load_plan("cpu", overrides=FOUR_SCALES)
     steps = reproduce.build_steps(plan, root)
-    for s in ("0.02", "0.05", "0.1", "0.2"):
+    for s in SCALES:
         _matched(root, s, "1/50")
     sweep = reproduce.sweep_steps(plan, root, steps)
-    _fake_outputs(root, [*steps, *[st for st in sweep if st.scale == 0.1]], {}, default=0.5)
+    _fake_outputs(root, [*steps, *[st for st in sweep if st.scale == 0.01]], {}, default=0.5)
     text = build_report(root, [*steps, *sweep], plan, elapsed=1.0, dest=tmp_path / "o")
     text = text.read_text(encoding="utf-8")
     row = next(line for line in text.splitlines() if line.startswith(f"| {MOVES} |"))
@@ -432,7 +437,7 @@ def test_a_sweep_set_not_yet_trained_is_not_run_rather_than_no_signal(tmp_path):
 
 def test_a_sweep_set_where_nothing_is_learnt_tests_nothing(tmp_path):
     ap = {"frcnn-implementation": 0.5}
-    for s in ("0.02", "0.05", "0.1"):
+    for s in SCALES[:3]:
         ap |= {f"sweep-{s}-matched": 0.6, f"sweep-{s}-alpha-x0.25": 0.55}
     ap |= {"sweep-0.02-alpha-x4": 0.7}  # the optimum beyond the grid at 0.02
     ap |= {f"sweep-0.2-{v}": 0.01 for v in ("matched", "alpha-x0.25", "alpha-x4", "l1")}
@@ -443,6 +448,14 @@ def test_a_sweep_set_where_nothing_is_learnt_tests_nothing(tmp_path):
     assert "not tested at 0.2 (no signal" in row
     assert "| 0.2 | no signal: mAP@0.75 < 5 for every setting | – |" in text
     assert "| 0.02 | α × 4 (the grid's edge: the optimum may lie beyond) | 0.0800 |" in text
+
+
+def test_sets_less_than_16x_apart_cannot_show_that_the_best_alpha_moves(tmp_path):
+    ap = {f"sweep-{s}-{v}": 0.5 for s in ("0.02", "0.05", "0.2") for v in ("matched", "l1")}
+    text = _report(tmp_path, ap | {"frcnn-implementation": 0.5}, True, ("0.02", "0.05", "0.2"))
+    moves = next(line for line in text.splitlines() if line.startswith(MOVED))
+    assert moves.split(" | ")[1] == "cannot test (the sets span 10x; it needs 16x)"
+    assert "one fixed α·σ between 0.05 and 0.08 would pass every comparison" in text
 
 
 def test_report_shows_the_learning_curve_and_flags_a_moving_protocol(tmp_path):
