@@ -305,9 +305,9 @@ def _verdict(text: str, claim: str) -> str:
 WORST = "The Publication settings (label noise w_a) perform worst (Table 3, mAP@[.5:.95])"
 MOVES = (
     "Derived (Sec. 5-6): at every scale the matched α beats α × ¼ and α × 4, i.e. the best "
-    "α·σ lies within a factor 4 of the measured noise (mAP@0.75)"
+    "α·σ lies within a factor 4 of the measured noise, if mAP has one peak in α (mAP@0.75)"
 )
-MOVED = "| Derived (Sec. 5): the best α moves with the label noise"
+MOVED = "| Derived (Sec. 5): the best α·σ moves with the label noise"
 AP75 = "Smaller noise scales (Exp. A-C) raise mAP@0.75 over the Implementation (Table 3)"
 
 
@@ -356,6 +356,26 @@ def test_report_reads_every_step_and_judges_the_claims(tmp_path):
     assert (tmp_path / "ref" / "runs" / "frcnn-exp-a-s3" / "metrics.json").is_file()
 
 
+def test_exp_c_balances_a_and_b_and_the_ceiling_at_half_iou_is_said(tmp_path):
+    ap = {s: 0.70 for s in ("frcnn-implementation", "frcnn-exp-a", "frcnn-exp-b")}
+    text = _report(tmp_path, ap | {"frcnn-exp-c": 0.72, "frcnn-publication": 0.6})
+    from huberkl.report import detection as det
+
+    claims = {c: cs for c, cs in det.table3_claims()}
+    balance = next(c for c in claims if c.startswith("Experiment C balances"))
+    trend = next(c for c in claims if c.startswith("Experiment B loses mAP@0.5"))
+    assert [(x.better, x.other, x.metric, x.kind) for x in claims[balance]] == [
+        ("frcnn-exp-c", "frcnn-exp-b", "AP50", "greater"),
+        ("frcnn-exp-c", "frcnn-exp-a", "AP75", "greater"),
+        ("frcnn-exp-c", "frcnn-exp-a", "AP50", "not-worse"),
+        ("frcnn-exp-c", "frcnn-exp-b", "AP75", "not-worse"),
+    ]
+    assert _verdict(text, balance) == "supported"  # C 2 points up at both thresholds
+    assert _verdict(text, trend).startswith("no detectable difference")  # B = Implementation
+    assert "| linear targets − Implementation | AP50 |" in text  # Tables 5-6: all three metrics
+    assert text.count("mAP@0.5 is near its ceiling here (95.") == 3  # Tables 3, 5 and 6
+
+
 def test_report_flags_a_contradiction(tmp_path):
     text = _report(tmp_path, {"frcnn-publication": 0.9})  # best: the paper's claim fails
     assert _verdict(text, WORST) == "contradicted"
@@ -393,7 +413,7 @@ def test_report_shows_the_noise_sweep(tmp_path):
     moves = next(line for line in text.splitlines() if line.startswith(MOVED))
     assert moves.split(" | ")[1] == "supported"  # 0.01 beats 4x, 0.2 beats ¼x: 20x apart
     assert "0.01: matched − α × 4" in moves and "0.2: matched − α × ¼" in moves
-    assert "the two cannot be one α·σ, so the best α moves" in text
+    assert "both together mean the best α·σ moves with the noise" in text
     assert "| 0.01 | matched | 0.0100 | 0.01 | " in text  # best α·σx against the injected scale
     assert "| 0.2 | 0.2, 0.2, 0.4, 0.4 | 0.2000 laplace [0.1800, 0.2200] |" in text
     assert (tmp_path / "out" / "figures" / "detect_sweep.png").stat().st_size > 10_000
@@ -444,8 +464,11 @@ def test_a_sweep_set_where_nothing_is_learnt_tests_nothing(tmp_path):
     ap["sweep-0.2-implementation"] = ap["sweep-0.2-implementation-alpha"] = 0.02
     text = _report(tmp_path, ap, sweep=True)
     row = next(line for line in text.splitlines() if line.startswith(f"| {MOVES} |"))
-    assert "0.2: matched − α × ¼ cannot test (no signal" in row  # kept, as untested
-    assert "not tested at 0.2 (no signal" in row
+    assert "0.2: matched" not in row and "not tested at 0.2 (no signal" in row
+    assert row.split(" | ")[1].endswith("(sets with signal only; none at 0.2)")
+    moves = next(line for line in text.splitlines() if line.startswith(MOVED))
+    want = "cannot test (the sets with signal span 5x; it needs 16x)"  # 0.01-0.05
+    assert moves.split(" | ")[1] == want
     assert "| 0.2 | no signal: mAP@0.75 < 5 for every setting | – |" in text
     assert "| 0.02 | α × 4 (the grid's edge: the optimum may lie beyond) | 0.0800 |" in text
 
@@ -454,7 +477,9 @@ def test_sets_less_than_16x_apart_cannot_show_that_the_best_alpha_moves(tmp_path
     ap = {f"sweep-{s}-{v}": 0.5 for s in ("0.02", "0.05", "0.2") for v in ("matched", "l1")}
     text = _report(tmp_path, ap | {"frcnn-implementation": 0.5}, True, ("0.02", "0.05", "0.2"))
     moves = next(line for line in text.splitlines() if line.startswith(MOVED))
-    assert moves.split(" | ")[1] == "cannot test (the sets span 10x; it needs 16x)"
+    assert moves.split(" | ")[1] == "cannot test (the sets with signal span 10x; it needs 16x)"
+    claims = [ln.split(" | ")[0] for ln in text.splitlines() if ln.startswith("| Derived")]
+    assert claims[1].startswith(MOVED)  # right after the claim it sharpens
     assert "one fixed α·σ between 0.05 and 0.08 would pass every comparison" in text
 
 

@@ -9,7 +9,7 @@ statistics themselves (intervals, paired differences, the interval's verdict) ar
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
@@ -147,32 +147,29 @@ def judge(runs: Runs, c: Comparison, level: float = stats.LEVEL) -> Judged:
     return Judged(c, iv, stats.verdict(iv, c.kind, margin=margin), diffs)
 
 
-def judge_claim(
-    runs: Runs, comparisons: Sequence[Comparison], untested: Mapping[str, str] | None = None
-) -> list[Judged]:
+def judge_claim(runs: Runs, comparisons: Sequence[Comparison]) -> list[Judged]:
     """A claim's comparisons, each at 95%. A claim is supported only if all of its
     comparisons are (no correction needed), but contradicted if any one is: over n
-    comparisons that would happen by chance n times as often, so a contradiction must
-    also hold at the Bonferroni level 1 − 0.05/n, or the comparison reads what that
-    wider interval says. ``untested``: settings that test nothing (why, a "cannot test"
-    verdict), so that the claim says it is incomplete instead of dropping them."""
-    untested = untested or {}
-
-    def one(c: Comparison) -> Judged:
-        why = untested.get(c.better) or untested.get(c.other)
-        return Judged(c, None, why) if why else judge(runs, c)
-
-    judged = [one(c) for c in comparisons]
+    comparisons chance alone would contradict one up to n times as often, so a
+    contradiction must also hold at the Bonferroni level 1 − 0.05/n; where it does not,
+    the comparison says so and reads what that wider interval finds."""
+    judged = [judge(runs, c) for c in comparisons]
     n = len(comparisons)
     if n < 2:
         return judged
     strict = 1 - (1 - stats.LEVEL) / n
     out = []
     for j in judged:
-        if j.diff is not None and j.verdict.startswith("contradicted"):
+        if j.verdict.startswith("contradicted"):
             wide = judge(runs, j.comparison, strict)
-            if not wide.verdict.startswith("contradicted"):
-                j = replace(j, verdict=f"{wide.verdict}, at the Bonferroni level over {n}")
+            if not wide.verdict.startswith("contradicted") and wide.diff is not None:
+                found = wide.verdict.split(" (")[0]  # no detectable difference / inconclusive
+                iv = f"[{100 * wide.diff.low:+.1f}, {100 * wide.diff.high:+.1f}]"
+                j = replace(
+                    j,
+                    verdict=f"{found} at the Bonferroni level over {n} ({strict:.1%}: {iv}); "
+                    "contradicted at 95% alone",
+                )
         out.append(j)
     return out
 
