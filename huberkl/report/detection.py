@@ -393,10 +393,11 @@ def tables(doc: Document, runs: Runs) -> None:
 def _ceiling_note(runs: Runs, setting: str) -> str:
     """Say so when mAP@0.5 is near its ceiling: claims decided there can show little."""
     vals = list(runs.values(setting, "AP50").values())
-    if not vals or sum(vals) / len(vals) < CEILING:
+    mean = sum(vals) / len(vals) if vals else 0.0
+    if mean < CEILING:
         return ""
     return (
-        f" mAP@0.5 is near its ceiling here ({100 * sum(vals) / len(vals):.1f}% for the "
+        f" mAP@0.5 is near its ceiling here ({100 * mean:.1f}% for the "
         "Implementation, the paper's about 45-60%): differences at 0.5 IoU are squeezed, so a "
         "claim that one setting is higher there has little room to show, and one that two "
         "settings are alike there is weak evidence."
@@ -436,7 +437,7 @@ def table(
             continue
         ours = [cell(runs, setting, k) for k, _ in METRICS]
         steps = runs.step_of.get(setting, {})
-        done = runs.metrics.get(setting, {})  # a run still training has a config, no metrics
+        done = runs.seeds(setting)  # a run still training has a config, no metrics
         links = " ".join(
             f"[{seed}]({link(doc.root / name, doc.dest)}/config.yaml)"
             for seed, name in sorted(steps.items())

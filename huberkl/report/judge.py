@@ -35,6 +35,9 @@ EQUIVALENCE_MARGIN = 0.01
 # Tables 3-4: above this mean mAP@0.5 a detector has little room left at 0.5 IoU (the
 # paper's detectors are at about 45-60%), so the report says so beside the table.
 CEILING = 0.9
+# The noise sweep's "best α·σ moves" claim: each set's α grid spans 16x (¼ to 4x), so the
+# smallest and largest sets with signal must be at least this far apart (report.sweep).
+MOVES_SPAN = 16
 # The learning curve: the largest change of the Implementation's AP/AP75 (1 point) when its
 # schedule doubles that a converged protocol allows.
 MOVE = 0.01

@@ -19,7 +19,7 @@ from huberkl import stats
 from huberkl.report.collect import Runs, measured_noise
 from huberkl.report.detection import cell, judge_claims
 from huberkl.report.files import save_figure, save_table
-from huberkl.report.judge import SIGNAL, Claim, Comparison, no_signal
+from huberkl.report.judge import MOVES_SPAN, SIGNAL, Claim, Comparison, no_signal
 from huberkl.report.render import Document
 from huberkl.tables import markdown_table
 
@@ -199,7 +199,7 @@ def _claims(doc: Document, runs: Runs, plan: Any, scales: list[float], mute: lis
     # A set with no signal tests nothing: the claims are about the sets with signal, and say so.
     live = sorted(s for s in scales if s not in mute)
     lo, hi = (live[0], live[-1]) if live else (min(scales), max(scales))
-    spans = hi >= 16 * lo
+    spans = hi >= MOVES_SPAN * lo
     per_claim: dict[str, list[Comparison]] = {within: [], moves: [], beats: [], eff: []}
     per_claim |= {first: []} if only else {}
     for s in live:
@@ -237,7 +237,7 @@ def _claims(doc: Document, runs: Runs, plan: Any, scales: list[float], mute: lis
         why = (
             f"cannot test ({NO_SIGNAL} at any set)"
             if not live
-            else f"cannot test (the sets with signal span {hi / lo:g}x; it needs 16x)"
+            else f"cannot test (the sets with signal span {hi / lo:g}x; it needs {MOVES_SPAN}x)"
         )
         at = first_claim + list(per_claim).index(c)
         doc.claims.insert(at, Claim(c, why, "see the sweep's section"))
@@ -255,7 +255,7 @@ def _moves_note(lo: float, hi: float) -> str:
         f"best α·σ is below {4 * lo:g}; if it beats α × ¼ at the largest, that set's best is "
         f"above {hi / 4:g}"
     )
-    if hi >= 16 * lo:
+    if hi >= MOVES_SPAN * lo:
         return (
             said + ": both together mean the best α·σ moves with the noise (if mAP has one "
             "peak in α). Each set is trained at its own matched σ and λ, so λ/σ moves with it.\n"
