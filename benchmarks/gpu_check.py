@@ -2,6 +2,7 @@
 
     python benchmarks/gpu_check.py                          # CUDA machine, full sizes
     python benchmarks/gpu_check.py --only toy,gd            # a part of it
+    python benchmarks/gpu_check.py --only detect --variants channels_last  # no compiling
     python benchmarks/gpu_check.py --tiny --device cpu --out DIR   # every code path, tiny
 
 What it measures (every figure after a warm-up, so CUDA start-up is not in it):
@@ -271,37 +272,54 @@ def steps_per_second(
     return steps / _timed(run, device)
 
 
-def check_detect(device: torch.device, tiny: bool) -> dict:
+VARIANTS = ("plain", "channels_last", "compile")
+
+
+def check_detect(
+    device: torch.device,
+    tiny: bool,
+    variants: tuple[str, ...] = VARIANTS,
+    save: Callable[[dict], None] | None = None,
+) -> dict:
+    """Every model's plain step first, then each other variant across the models, saving
+    after each measurement: compiling is the slow part, and a run stopped by a time limit
+    keeps the plain rates of all four models."""
     warmup, steps = (1, 1) if tiny else (5, 20)
     backend = "eager" if tiny else "inductor"
     out: dict[str, Any] = {"detect": {}}
-    for name, (overrides, classes) in DETECT.items():
-        full = [*overrides, *(TINY_DETECT if tiny else [])]
-        rates: dict[str, float | None] = {}
-        errors: dict[str, str] = {}
-        for variant in ("plain", "channels_last", "compile"):
+    for variant in ("plain", *(v for v in variants if v != "plain")):
+        for name, (overrides, classes) in DETECT.items():
+            full = [*overrides, *(TINY_DETECT if tiny else [])]
+            entry = out["detect"].setdefault(
+                name,
+                {
+                    "overrides": full,
+                    "amp": device.type == "cuda",
+                    "steps_timed": steps,
+                    "steps_per_s": {},
+                    "ratio_to_plain": {},
+                    "compile_backend": backend,
+                    "errors": {},
+                },
+            )
+            t0 = time.perf_counter()
             try:
-                rates[variant] = steps_per_second(
-                    full, classes, device, variant, warmup, steps, backend
-                )
+                rate = steps_per_second(full, classes, device, variant, warmup, steps, backend)
             except Exception as exc:  # a variant that fails is recorded, not fatal
                 if variant == "plain":
                     raise
-                rates[variant] = None
-                errors[variant] = f"{type(exc).__name__}: {str(exc)[:300]}"
-        plain = rates["plain"]
-        out[f"{name}_steps_per_s"] = plain
-        out["detect"][name] = {
-            "overrides": full,
-            "amp": device.type == "cuda",
-            "steps_timed": steps,
-            "steps_per_s": rates,
-            "ratio_to_plain": {
-                v: (r / plain if r and plain else None) for v, r in rates.items() if v != "plain"
-            },
-            "compile_backend": backend,
-            "errors": errors,
-        }
+                rate = None
+                entry["errors"][variant] = f"{type(exc).__name__}: {str(exc)[:300]}"
+            entry["steps_per_s"][variant] = rate
+            entry.setdefault("seconds", {})[variant] = time.perf_counter() - t0
+            plain = entry["steps_per_s"]["plain"]
+            if variant == "plain":
+                out[f"{name}_steps_per_s"] = rate
+            else:
+                entry["ratio_to_plain"][variant] = rate / plain if rate and plain else None
+            print(f"detect {name} {variant}: {rate} steps/s", flush=True)
+            if save is not None:
+                save(out)
     return out
 
 
@@ -314,6 +332,11 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--out", default=str(Path(__file__).parent / "results"))
     parser.add_argument("--tiny", action="store_true", help="tiny sizes: every code path, fast")
     parser.add_argument("--only", default=",".join(PARTS), help="comma list of toy, gd, detect")
+    parser.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help="detect variants besides plain: comma list of channels_last, compile",
+    )
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -322,6 +345,10 @@ def main(argv: list[str] | None = None) -> Path:
     unknown = sorted(set(parts) - set(PARTS))
     if unknown:
         parser.error(f"unknown part(s) {', '.join(unknown)}; allowed: {', '.join(PARTS)}")
+    variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    bad = sorted(set(variants) - set(VARIANTS))
+    if bad:
+        parser.error(f"unknown variant(s) {', '.join(bad)}; allowed: {', '.join(VARIANTS)}")
     name = device_name(device)
     record: dict[str, Any] = {
         "device": name,
@@ -342,15 +369,27 @@ def main(argv: list[str] | None = None) -> Path:
     if path.is_file() and len(parts) < len(PARTS):  # a part run keeps the other parts' figures
         old = json.loads(path.read_text(encoding="utf-8"))
         record = {**old, **{k: v for k, v in record.items() if v is not None}}
-    checks = {"toy": check_toy, "gd": check_gd, "detect": check_detect}
+
+    def write() -> None:
+        path.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+
+    def save_detect(partial: dict) -> None:
+        record.update(partial)
+        write()
+
+    checks: dict[str, Callable[[], dict]] = {
+        "toy": lambda: check_toy(device, args.tiny),
+        "gd": lambda: check_gd(device, args.tiny),
+        "detect": lambda: check_detect(device, args.tiny, variants, save_detect),
+    }
     for part in parts:
         t0 = time.perf_counter()
-        record.update(checks[part](device, args.tiny))
+        record.update(checks[part]())
         record.setdefault("part_seconds", {})[part] = time.perf_counter() - t0
         record.setdefault("part_dates", {})[part] = record["date"]
-        path.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+        write()
         print(f"{part}: done in {record['part_seconds'][part]:.1f} s -> {path}", flush=True)
-    path.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+    write()
     return path
 
 

@@ -63,6 +63,19 @@ def test_a_part_run_keeps_the_other_parts(tmp_path, one_thread):
     assert both["toy_grid_exact_s"] > 0 and set(both["part_dates"]) == {"gd", "toy"}
 
 
+def test_variants_choose_what_runs_besides_plain(tmp_path, one_thread):
+    args = ["--tiny", "--device", "cpu", "--out", str(tmp_path), "--only", "detect"]
+    path = gpu_check.main([*args, "--variants", "channels_last"])
+    record = json.loads(path.read_text(encoding="utf-8"))
+    for name in gpu_check.DETECT:
+        entry = record["detect"][name]
+        assert set(entry["steps_per_s"]) == {"plain", "channels_last"}
+        assert set(entry["ratio_to_plain"]) == {"channels_last"}
+    with pytest.raises(SystemExit) as exc:
+        gpu_check.main([*args, "--variants", "fast"])
+    assert exc.value.code == 2
+
+
 def test_unknown_part_is_refused(tmp_path):
     with pytest.raises(SystemExit) as exc:
         gpu_check.main(["--tiny", "--device", "cpu", "--out", str(tmp_path), "--only", "toy,fast"])
