@@ -281,11 +281,12 @@ def check_detect(
     tiny: bool,
     variants: tuple[str, ...] = VARIANTS,
     save: Callable[[dict], None] | None = None,
+    steps: int = 20,
 ) -> dict:
     """Every model's plain step first, then each other variant across the models, saving
     after each measurement: compiling is the slow part, and a run stopped by a time limit
     keeps the plain rates of all four models."""
-    warmup, steps = (1, 1) if tiny else (5, 20)
+    warmup, steps = (1, 1) if tiny else (max(5, steps // 10), steps)
     backend = "eager" if tiny else "inductor"
     out: dict[str, Any] = {"detect": {}}
     for variant in ("plain", *(v for v in variants if v != "plain")):
@@ -334,6 +335,12 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--tiny", action="store_true", help="tiny sizes: every code path, fast")
     parser.add_argument("--only", default=",".join(PARTS), help="comma list of toy, gd, detect")
     parser.add_argument(
+        "--steps", type=int, default=20, help="timed detector steps (after max(5, steps/10))"
+    )
+    parser.add_argument(
+        "--name", default="", help="suffix of the record's file name: <device>-<name>.json"
+    )
+    parser.add_argument(
         "--variants",
         default=",".join(VARIANTS),
         help="detect variants besides plain: comma list of channels_last, compile",
@@ -359,6 +366,7 @@ def main(argv: list[str] | None = None) -> Path:
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "tiny": args.tiny,
         "threads": torch.get_num_threads(),
+        "detect_steps_timed": 1 if args.tiny else args.steps,
         "toy_grid_exact_s": None,
         "gd_fit_steps_per_s": None,
         "frcnn_steps_per_s": None,
@@ -366,7 +374,8 @@ def main(argv: list[str] | None = None) -> Path:
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{slug(name)}{'-tiny' if args.tiny else ''}.json"
+    tags = [slug(args.name)] if args.name else []
+    path = out / ("-".join([slug(name), *tags, *(["tiny"] if args.tiny else [])]) + ".json")
     if path.is_file() and len(parts) < len(PARTS):  # a part run keeps the other parts' figures
         old = json.loads(path.read_text(encoding="utf-8"))
         record = {**old, **{k: v for k, v in record.items() if v is not None}}
@@ -381,7 +390,7 @@ def main(argv: list[str] | None = None) -> Path:
     checks: dict[str, Callable[[], dict]] = {
         "toy": lambda: check_toy(device, args.tiny),
         "gd": lambda: check_gd(device, args.tiny),
-        "detect": lambda: check_detect(device, args.tiny, variants, save_detect),
+        "detect": lambda: check_detect(device, args.tiny, variants, save_detect, args.steps),
     }
     for part in parts:
         t0 = time.perf_counter()

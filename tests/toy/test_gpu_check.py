@@ -65,7 +65,8 @@ def test_a_part_run_keeps_the_other_parts(tmp_path, one_thread):
 
 def test_variants_choose_what_runs_besides_plain(tmp_path, one_thread):
     args = ["--tiny", "--device", "cpu", "--out", str(tmp_path), "--only", "detect"]
-    path = gpu_check.main([*args, "--variants", "channels_last"])
+    path = gpu_check.main([*args, "--variants", "channels_last", "--name", "Run 2"])
+    assert path.name.endswith("-run-2-tiny.json")
     record = json.loads(path.read_text(encoding="utf-8"))
     for name in gpu_check.DETECT:
         entry = record["detect"][name]
