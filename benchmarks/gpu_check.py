@@ -20,6 +20,8 @@ What it measures (every figure after a warm-up, so CUDA start-up is not in it):
   configs' models at 800 px (``coco_frcnn_800_steps_per_s``,
   ``coco_retinanet_800_steps_per_s``); each also with ``channels_last`` weights and with
   ``torch.compile`` on the backbone, as ratios to the plain step (``detect.<name>``).
+  100 timed steps by default (``--steps``): on one H200, 20 steps gave half the rate of
+  100, run to run (docs/SPEED.md).
 
 The JSON is rewritten after each part, so a run stopped by a time limit keeps what it
 measured; a run of some parts (``--only``) updates those in an existing record and keeps
@@ -281,7 +283,7 @@ def check_detect(
     tiny: bool,
     variants: tuple[str, ...] = VARIANTS,
     save: Callable[[dict], None] | None = None,
-    steps: int = 20,
+    steps: int = 100,
 ) -> dict:
     """Every model's plain step first, then each other variant across the models, saving
     after each measurement: compiling is the slow part, and a run stopped by a time limit
@@ -335,7 +337,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--tiny", action="store_true", help="tiny sizes: every code path, fast")
     parser.add_argument("--only", default=",".join(PARTS), help="comma list of toy, gd, detect")
     parser.add_argument(
-        "--steps", type=int, default=20, help="timed detector steps (after max(5, steps/10))"
+        "--steps", type=int, default=100, help="timed detector steps (after max(5, steps/10))"
     )
     parser.add_argument(
         "--name", default="", help="suffix of the record's file name: <device>-<name>.json"
