@@ -75,7 +75,8 @@ def test_the_parts_cover_every_training_run_once(tmp_path):
     assert plans.in_part(by["frcnn-exp-a-x2-s1"], p, "curves-a")
     assert plans.in_part(by["frcnn-exp-a-s1"], p, "curves-a")  # its multiple 1
     assert not plans.in_part(by["frcnn-exp-a-s1"], p, "curves-b")
-    assert plans.in_part(by["retinanet-exp-a-x0.5-s2"], p, "retinanet-b")
+    assert plans.in_part(by["retinanet-exp-a-x0.5-s2"], p, "retinanet-c")
+    assert plans.in_part(by["retinanet-exp-b-s1"], p, "retinanet-b")
     assert plans.in_part(by["sweep-0.1-3-s2"], p, "sweep-e")
     assert plans.in_part(by["frcnn-exp-a-x2-s1"], p, "curves")  # the groups stay parts
 
