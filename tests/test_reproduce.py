@@ -163,6 +163,7 @@ def test_full_scale_needs_coco_and_then_reads_it(tmp_path):
     assert {s.seed for s in steps if s.seed is not None} == {0, 1, 2}
 
 
+@pytest.mark.integration
 def test_cache_key_is_stable_and_follows_the_config(tmp_path):
     # Every non-training step and every setting's seed 0 (the other seeds differ only in
     # seed=k; composing all 93 steps twice takes a minute).

@@ -140,6 +140,7 @@ def test_a_part_trains_only_its_runs(tmp_path, ran):
     assert "pretrain-s0" in ran  # the one shared backbone its runs start from
 
 
+@pytest.mark.integration
 def test_without_a_part_the_next_part_with_runs_left_is_trained(tmp_path, monkeypatch, ran, capsys):
     """A plain ``make reproduce`` stays within one part: the first with runs left, in order."""
     done: set[str] = set()
@@ -302,6 +303,7 @@ def test_every_run_starts_from_the_one_shared_pretrained_backbone(tmp_path):
             assert st.after is pre[0] and init in st.overrides, st.name
 
 
+@pytest.mark.integration
 def test_every_run_of_a_seed_starts_from_that_seeds_pretrained_backbone(tmp_path):
     p = plans.load_plan("cpu", overrides=[*PRETRAIN, "scale.pretrain.seed=null"])
     steps = plans.build_steps(p, tmp_path)

@@ -454,6 +454,7 @@ print(sorted({n.split(".")[0] for n in sys.modules if n.split(".")[0] in heavy})
 """
 
 
+@pytest.mark.integration
 def test_library_path_imports_no_hydra_typer_pandas_matplotlib(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(load_preset("exp-b").to_mapping()), encoding="utf-8")
@@ -479,6 +480,7 @@ def _readme_example() -> str:
     return blocks[0]
 
 
+@pytest.mark.integration
 def test_readme_example_runs() -> None:
     code = _readme_example()
     assert "fasterrcnn_resnet50_fpn(" in code and "weights=None" in code and ".step()" in code

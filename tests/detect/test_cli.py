@@ -127,6 +127,7 @@ def test_summarize_table(tmp_path, monkeypatch, capsys):
     assert "Experiment C" in out
 
 
+@pytest.mark.integration
 def test_multirun_basic_launcher_then_summarize(data_root, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     sweep = tmp_path / "sweep"
@@ -146,6 +147,7 @@ def test_multirun_basic_launcher_then_summarize(data_root, tmp_path, monkeypatch
     assert code == 0 and "Experiment A" in out and "Implementation" in out
 
 
+@pytest.mark.integration
 def test_multirun_submitit_local(data_root, tmp_path):
     """The sweep goes through Hydra's launcher plugin: each job is a submitit subprocess."""
     sweep = tmp_path / "sweep"
@@ -180,6 +182,7 @@ def _state(path: Path) -> dict:
     return read_checkpoint(path)
 
 
+@pytest.mark.integration
 def test_sigterm_to_the_process_group_with_a_loader_worker(data_root, tmp_path):
     """The quick config's workers=1: a scheduler's SIGTERM (sent to the whole process group)
     checkpoints and exits 143; the resumed run ends bit for bit as an uninterrupted one."""

@@ -16,6 +16,9 @@ from huberkl.detect import dist
 from huberkl.detect.training import checkpoint as ckpt
 from tests.helpers.detect_tiny import TINY_MODEL
 
+# two processes each: make test-integration
+pytestmark = pytest.mark.integration
+
 TINY = [
     *TINY_MODEL,
     "+detect.model.score_thresh=0.0",  # every val image gets detections: gathering is visible

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 
@@ -23,6 +24,9 @@ from huberkl.detect.training import checkpoint as ckpt
 from huberkl.detect.training import train as training
 from tests.helpers.cli import run
 from tests.helpers.detect_tiny import TINY_RUN
+
+# each stops and resumes a training subprocess: make test-integration
+pytestmark = pytest.mark.integration
 
 TINY = [
     *TINY_RUN,

@@ -156,6 +156,7 @@ def _as_nobody_works() -> bool:
 _NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(not _as_nobody_works(), reason="needs root and setpriv to run as nobody")
 def test_a_really_read_only_folder_as_an_ordinary_user():
     """Not simulated: ``nobody`` against a chmod 0555 folder (root would write into it)."""

@@ -25,6 +25,7 @@ def _in_tmp(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 
 
+@pytest.mark.integration
 def test_library_run_writes_every_output(tmp_path):
     cfg = config.compose([*SMOKE, "toy.solver=both"])
     summary = run_toy(cfg, tmp_path / "run", progress=False)
@@ -86,6 +87,7 @@ def test_cli_writes_outputs_and_prints_the_fit_table(monkeypatch, capsys, tmp_pa
     assert set(pd.read_csv("o/optimal.csv")["noise"]) == {"cauchy", "logistic"}
 
 
+@pytest.mark.integration
 def test_threads_come_from_the_config_never_the_load_average(monkeypatch, capsys):
     def no_load_average():
         raise AssertionError("the toy must not read the load average")

@@ -10,6 +10,9 @@ import torch
 
 from benchmarks import gpu_check
 
+# every part of the GPU check, tiny: make test-integration
+pytestmark = pytest.mark.integration
+
 KEYS = {
     "device": str,
     "torch": str,
