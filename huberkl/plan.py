@@ -299,7 +299,8 @@ def curve_iters(multiple: float, iters: int) -> int:
 
 def curve_steps(plan: DictConfig, steps: Sequence[Step]) -> list[Step]:
     """The learning curve's runs: each ``curve.runs`` setting at ``curve.multiples`` of its
-    schedule, per curve seed; the table's own runs are the multiple 1 (not repeated).
+    schedule, per curve seed (none given: per seed of its table runs); the table's own runs
+    are the multiple 1 (not repeated).
 
     Each is its own run with its own cosine schedule (not a checkpoint of a longer run), so
     a point says where that schedule length ends, which is what "converged" is about.
@@ -314,7 +315,7 @@ def curve_steps(plan: DictConfig, steps: Sequence[Step]) -> list[Step]:
             if m == 1:
                 continue
             n = curve_iters(m, iters)
-            for seed in s.curve.seeds:
+            for seed in s.curve.seeds or sorted(base):
                 like = base.get(seed)
                 if like is None:
                     raise InputError(

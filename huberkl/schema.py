@@ -640,7 +640,9 @@ class ScaleCurve:
 
     runs: list[str] = field(default_factory=list)  # names of scale.detect.runs
     multiples: list[float] = field(default_factory=list)  # e.g. [0.25, 0.5, 2]
-    seeds: list[int] = field(default_factory=lambda: [0])
+    # []: every seed of each run's own table runs, so that the convergence check pairs a
+    # difference's change with the same seeds as the verdict it guards
+    seeds: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -689,7 +691,7 @@ class ScaleSchema:
     def __post_init__(self) -> None:
         _at_least("scale.jobs", self.jobs, 1)
         lists = [("detect", self.detect.seeds), ("sweep", self.sweep.seeds)]
-        lists += [("curve", self.curve.seeds)] if self.curve.runs else []
+        lists += [("curve", self.curve.seeds)] if self.curve.runs and self.curve.seeds else []
         for key, seeds in lists:
             if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
                 _fail(f"scale.{key}.seeds", seeds, "a non-empty list of distinct seeds >= 0")

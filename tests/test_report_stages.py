@@ -147,9 +147,9 @@ def test_judge_figure2_by_the_exact_solvers_line():
 
 
 class _Runs(collect.Runs):
-    def __init__(self, values: dict[str, dict[int, float]]) -> None:
+    def __init__(self, values: dict[str, dict[int, float]], planned: int = 0) -> None:
         self.metrics = {s: {k: {"AP": v} for k, v in d.items()} for s, d in values.items()}
-        self.step_of = {}
+        self.step_of = {s: {k: f"{s}-s{k}" for k in range(planned)} for s in values}
 
 
 def test_judge_a_paired_comparison():
@@ -178,6 +178,36 @@ def test_judge_a_paired_comparison():
     assert judge.overall([one, missing.verdict]) == f"incomplete (0 of 2 compared): {one}"
     assert judge.overall([up.verdict, one]) == "incomplete (1 of 2 compared): supported"
     assert judge.overall([up.verdict, down.verdict]) == "contradicted"
+
+
+def test_a_claim_on_fewer_seeds_than_planned_is_incomplete_whatever_its_interval_says():
+    values = {
+        "base": {0: 0.50, 1: 0.60},
+        "up": {0: 0.53, 1: 0.63},  # +3 points at both seeds run so far
+        "far": {0: 0.40, 1: 0.51, 2: 0.42},
+        "gone": {},
+    }
+    runs = _Runs(values, planned=3)
+    up = judge.judge(runs, Comparison("c", "up", "base", "AP"))
+    assert (up.verdict, up.planned, up.short) == ("supported", 3, True)
+    assert judge.claim_verdict([up]) == "incomplete (2 of 3 seeds): supported"
+    down = judge.judge(runs, Comparison("c", "base", "up", "AP"))
+    assert judge.claim_verdict([down]) == "incomplete (2 of 3 seeds): contradicted"
+    missing = judge.judge(runs, Comparison("c", "up", "gone", "AP"))
+    assert judge.claim_verdict([up, missing]) == (
+        "incomplete (1 of 2 compared, 2 of 3 seeds): supported"
+    )
+    assert judge.claim_verdict([missing]) == "not run"
+    one = judge.judge(
+        _Runs({"a": {0: 0.5}, "b": {0: 0.4}}, planned=3), Comparison("c", "a", "b", "AP")
+    )
+    assert judge.claim_verdict([one]).startswith("cannot test")  # one seed: says so already
+    full = _Runs(values, planned=2)  # the same two seeds, when two are all the plan trains
+    assert (
+        judge.claim_verdict([judge.judge(full, Comparison("c", "up", "base", "AP"))]) == "supported"
+    )
+    unplanned = _Runs(values)  # made-up records without a plan: judged as they stand
+    assert judge.judge(unplanned, Comparison("c", "up", "base", "AP")).short is False
 
 
 def test_judge_a_claim_confirms_a_contradiction_at_the_bonferroni_level():

@@ -193,6 +193,10 @@ class Runs:
     def seeds(self, setting: str) -> list[int]:
         return sorted(self.metrics.get(setting, {}))
 
+    def planned(self, setting: str) -> list[int]:
+        """The seeds the plan trains ``setting`` with (run or not)."""
+        return sorted(self.step_of.get(setting, {}))
+
     def record(self, setting: str) -> tuple[dict, dict]:
         """``run.json`` and ``config.yaml`` of the setting's first run (empty when none)."""
         import yaml

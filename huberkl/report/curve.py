@@ -56,7 +56,8 @@ def curves(plan: Any) -> list[Curve]:
     s = plan.scale
     if not s.curve.runs:
         return []
-    arch_of = {r.name: r.arch for r in s.detect.runs}
+    by_name = {r.name: r for r in s.detect.runs}
+    arch_of = {n: r.arch for n, r in by_name.items()}
     out = []
     for arch in dict.fromkeys(arch_of[n] for n in s.curve.runs):
         names = [n for n in s.curve.runs if arch_of[n] == arch]
@@ -67,7 +68,8 @@ def curves(plan: Any) -> list[Curve]:
         mults = sorted({1.0, *map(float, s.curve.multiples)})
         points = tuple((m, curve_iters(m, iters)) for m in mults)
         others = tuple(n for n in names if n != ref)
-        out.append(Curve(arch, ref, others, points, seeds=len(s.curve.seeds)))
+        seeds = len(s.curve.seeds) or by_name[ref].seeds or len(s.detect.seeds)
+        out.append(Curve(arch, ref, others, points, seeds=seeds))
     return out
 
 
@@ -147,7 +149,7 @@ def section(doc: Document, runs: Runs, plan: Any) -> dict[str, bool | None]:
     doc.add(
         "Each point is its own run trained for that many steps (its own schedule), paired "
         "by seed with the tables' runs; mean ± 95% half-width over the curve's seeds "
-        f"({', '.join(map(str, plan.scale.curve.seeds))}). The protocol is converged when "
+        "(those of its table runs). The protocol is converged when "
         f"doubling its schedule moves the Implementation's AP and AP75 by less than "
         f"{100 * MOVE:g} point and moves each difference against it by less than that "
         "difference's own half-width (on the mean paired change, once every curve seed has "
@@ -162,7 +164,7 @@ def section(doc: Document, runs: Runs, plan: Any) -> dict[str, bool | None]:
             wait = f"not yet checked: it waits for all {c.seeds} curve seeds at 1x and 2x"
             word = {True: "converged", False: "NOT converged", None: wait}[ok]
             steps = dict(c.points)[1.0]
-            doc.add(f"**{c.arch}, {steps} steps: {word}.**\n")
+            doc.add(f"**{c.arch}, {steps} steps, {c.seeds} seeds: {word}.**\n")
             doc.add(markdown_table(header, rows))
             save_table(doc.dest, f"convergence_{c.arch}", header, rows)
     _early_table(doc, runs, cs)

@@ -29,8 +29,8 @@ from huberkl.report.judge import (
     Claim,
     Comparison,
     Judged,
+    claim_verdict,
     judge_claim,
-    overall,
 )
 from huberkl.report.render import Document
 from huberkl.tables import markdown_table
@@ -67,7 +67,7 @@ def comparisons_table(judged: Sequence[Judged], labels: dict[str, str]) -> list[
                 c.claim,
                 f"{labels.get(c.better, c.better)} − {labels.get(c.other, c.other)}",
                 c.metric,
-                str(j.diff.n),
+                f"{j.diff.n} of {j.planned}" if j.short else str(j.diff.n),
                 f"{100 * j.diff.mean:+.1f}",
                 _interval(j),
                 j.verdict,
@@ -93,7 +93,7 @@ def judge_claims(
         judged = judge_claim(runs, comparisons)
         every += judged
         evidence = "; ".join(f"{describe(j.comparison)} {_delta(j)}" for j in judged) + note
-        doc.claims.append(Claim(claim, overall([j.verdict for j in judged]), evidence))
+        doc.claims.append(Claim(claim, claim_verdict(judged), evidence))
     rows = comparisons_table(every, labels)
     doc.add(markdown_table(COMPARISON_HEADER, rows))
     save_table(doc.dest, f"{name}_comparisons", COMPARISON_HEADER, rows)

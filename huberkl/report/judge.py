@@ -137,17 +137,24 @@ class Judged:
     diff: stats.Interval | None
     verdict: str
     diffs: tuple[float, ...] = ()
+    planned: int = 0  # the paired seeds the plan trains (the interval has diff.n of them)
+
+    @property
+    def short(self) -> bool:
+        """Judged on fewer paired seeds than planned: its verdict is provisional."""
+        return self.diff is not None and self.diff.n < self.planned
 
 
 def judge(runs: Runs, c: Comparison, level: float = stats.LEVEL) -> Judged:
     """The comparison on the seeds both settings ran: its paired interval and verdict."""
     a, b = runs.values(c.better, c.metric), runs.values(c.other, c.metric)
+    planned = len(set(runs.planned(c.better)) & set(runs.planned(c.other)))
     if not set(a) & set(b):
-        return Judged(c, None, "not run")
+        return Judged(c, None, "not run", planned=planned)
     diffs = tuple(stats.differences(a, b))
     iv = stats.t_interval(diffs, level)
     margin = EQUIVALENCE_MARGIN if c.kind != "greater" else 0.0
-    return Judged(c, iv, stats.verdict(iv, c.kind, margin=margin), diffs)
+    return Judged(c, iv, stats.verdict(iv, c.kind, margin=margin), diffs, planned)
 
 
 def judge_claim(runs: Runs, comparisons: Sequence[Comparison]) -> list[Judged]:
@@ -208,6 +215,22 @@ def overall(verdicts: Sequence[str]) -> str:
     if len(rest) < len(verdicts):
         return f"not shown: supported on {len(verdicts) - len(rest)} of {len(verdicts)}, {found} on the rest"
     return found
+
+
+def claim_verdict(judged: Sequence[Judged]) -> str:
+    """A claim's verdict (:func:`overall`), marked "incomplete (k of n seeds)" while any of
+    its comparisons has fewer paired seeds than the plan trains: the interval of a partial
+    set says what the seeds so far show, not the verdict the protocol was sized for."""
+    verdict = overall([j.verdict for j in judged])
+    short = [j for j in judged if j.short]
+    if not short or verdict == "not run" or verdict.startswith("cannot test"):
+        return verdict
+    worst = min(short, key=lambda j: j.diff.n / j.planned if j.diff else 1.0)
+    assert worst.diff is not None
+    seeds = f"{worst.diff.n} of {worst.planned} seeds"
+    if verdict.startswith("incomplete ("):  # some comparisons not run: one bracket for both
+        return verdict.replace(" compared)", f" compared, {seeds})", 1)
+    return f"incomplete ({seeds}): {verdict}"
 
 
 def converged(iv: stats.Interval | None) -> bool:
