@@ -201,7 +201,7 @@ def test_a_claim_on_fewer_seeds_than_planned_is_incomplete_whatever_its_interval
     one = judge.judge(
         _Runs({"a": {0: 0.5}, "b": {0: 0.4}}, planned=3), Comparison("c", "a", "b", "AP")
     )
-    assert judge.claim_verdict([one]).startswith("cannot test")  # one seed: says so already
+    assert judge.claim_verdict([one]).startswith("incomplete (1 of 3 seeds): cannot test")
     full = _Runs(values, planned=2)  # the same two seeds, when two are all the plan trains
     assert (
         judge.claim_verdict([judge.judge(full, Comparison("c", "up", "base", "AP"))]) == "supported"

@@ -223,7 +223,7 @@ def claim_verdict(judged: Sequence[Judged]) -> str:
     set says what the seeds so far show, not the verdict the protocol was sized for."""
     verdict = overall([j.verdict for j in judged])
     short = [j for j in judged if j.short]
-    if not short or verdict == "not run" or verdict.startswith("cannot test"):
+    if not short or verdict == "not run":
         return verdict
     worst = min(short, key=lambda j: j.diff.n / j.planned if j.diff else 1.0)
     assert worst.diff is not None
