@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,7 +180,7 @@ def build_steps(plan: DictConfig, root: Path) -> list[Step]:
     for run in s.detect.runs:
         count = run.get("seeds")
         for seed in s.detect.seeds[:count] if count is not None else s.detect.seeds:
-            start, after = starts_from(pretrained, root, int(seed))
+            start, after = starts_from(pretrained, root, int(seed), run.arch)
             steps.append(
                 Step(
                     f"{run.name}-s{seed}",
@@ -208,8 +209,10 @@ def build_steps(plan: DictConfig, root: Path) -> list[Step]:
 
 PRETEXT = "pretext"  # the pretext set's step; its runs are pretrain-s<seed>
 # The committed copy of a pretraining run keeps its backbone (body and FPN tensors, ~12 MB
-# for `tiny`): parts trained on other machines then start from the very same weights.
+# for `tiny`), or the whole detector of a detector pretraining (``pretrain-<arch>-s<seed>``):
+# parts trained on other machines then start from the very same weights.
 BACKBONE = "backbone.pt"
+DETECTOR = "detector.pt"
 START = "checkpoint.pt"  # the file of a pretraining run that the runs' backbone_init names
 
 
@@ -271,16 +274,46 @@ def pretrain_steps(plan: DictConfig, root: Path, nproc: int = 1) -> dict[str, St
             part="pretrain",
             after=pretext,
         )
+    for arch, extra in (pt.get("detectors") or {}).items():
+        for seed in plan_seeds(plan) if shared is None else [int(shared)]:
+            backbone = out[f"pretrain-s{seed}"]
+            name = f"pretrain-{arch}-s{seed}"
+            out[name] = Step(
+                name,
+                ["detect", "train"],
+                overrides=[
+                    f"detect={s.detect.configs[arch]}",
+                    f"data.root={root / PRETEXT}",
+                    *pt.synth,
+                    *s.detect.common,
+                    f"detect.model.backbone_init={root / backbone.name / START}",
+                    *extra,
+                    f"seed={seed}",
+                ],
+                resumable=True,
+                nproc=nproc,
+                title=f"{arch} pretraining on the pretext set, from the backbone, seed {seed}",
+                part="pretrain",
+                after=backbone,
+            )
     return out
 
 
 def starts_from(
-    pretrained: dict[str, Step], root: Path, seed: int
+    pretrained: dict[str, Step], root: Path, seed: int, arch: str
 ) -> tuple[list[str], Step | None]:
-    """The override that starts a seed's run from its pretrained backbone, and that step
-    (the one shared backbone where there is only one)."""
-    runs = [st for name, st in pretrained.items() if name != PRETEXT]
-    step = runs[0] if len(runs) == 1 else pretrained.get(f"pretrain-s{seed}")
+    """The override that starts a seed's ``arch`` run from its pretrained whole detector
+    where the plan pretrains one, else from its pretrained backbone, and that step (the
+    one shared start where there is only one)."""
+
+    def pick(prefix: str) -> Step | None:
+        mine = [st for name, st in pretrained.items() if re.fullmatch(rf"{prefix}-s\d+", name)]
+        return mine[0] if len(mine) == 1 else pretrained.get(f"{prefix}-s{seed}")
+
+    whole = pick(f"pretrain-{arch}")
+    if whole is not None:
+        return [f"detect.model.weights={root / whole.name / START}"], whole
+    step = pick("pretrain")
     if step is None:
         return [], None
     return [f"detect.model.backbone_init={root / step.name / START}"], step
@@ -413,7 +446,7 @@ def sweep_steps(plan: DictConfig, root: Path, steps: Sequence[Step]) -> list[Ste
         for variant, params in variants:
             setting = f"sweep-{scale:g}-{variant}"
             for seed in s.sweep.seeds:
-                start, after = starts_from(pretrained, root, int(seed))
+                start, after = starts_from(pretrained, root, int(seed), s.sweep.arch)
                 overrides = [
                     f"detect={s.detect.configs[s.sweep.arch]}",
                     f"data.root={root / name}",

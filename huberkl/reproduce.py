@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from huberkl import config
 from huberkl.plan import (  # noqa: F401  (re-exported: the plan's API)
     BACKBONE,
+    DETECTOR,
     START,
     Step,
     all_steps,
@@ -60,7 +61,8 @@ def adopt(step: Step, out: Path, key: str, reference: Path = REFERENCE) -> bool:
     a pretraining step's record carries its backbone, which the runs still to train start
     from (as ``checkpoint.pt``, the file their ``backbone_init`` names)."""
     src = reference / "runs" / step.name
-    pretrain = step.part == "pretrain" and (src / BACKBONE).is_file()
+    kept = next((src / f for f in (BACKBONE, DETECTOR) if (src / f).is_file()), None)
+    pretrain = step.part == "pretrain" and kept is not None
     if step.seed is None and not pretrain:
         return False
     if not is_done(step, src, key) or not (src / "metrics.json").is_file():
@@ -71,8 +73,8 @@ def adopt(step: Step, out: Path, key: str, reference: Path = REFERENCE) -> bool:
     for name in RECORDS:
         if (src / name).is_file():
             shutil.copyfile(src / name, out / name)
-    if pretrain:
-        shutil.copyfile(src / BACKBONE, out / START)
+    if pretrain and kept is not None:
+        shutil.copyfile(kept, out / START)
     return True
 
 
@@ -172,7 +174,11 @@ def train(todo: list[tuple[Step, Path, str]], jobs: int, console) -> None:
     # Seed-major: every setting's seed 0 first, so that a stopped run leaves complete
     # pairs of the first seeds rather than every seed of the first settings.
     runs.sort(key=lambda job: job[0].seed if job[0].seed is not None else -1)
-    for batch, what in ((pre, "backbone pretraining runs"), (runs, "training runs")):
+    # A detector pretraining reads a backbone pretraining: the backbones go first.
+    first = [job for job in pre if job[0].after is None or job[0].after.part != "pretrain"]
+    then = [job for job in pre if job not in first]
+    batches = ((first, "backbone pretraining runs"), (then, "detector pretraining runs"))
+    for batch, what in (*batches, (runs, "training runs")):
         if batch:
             console.rule(f"{len(batch)} {what}, {jobs} at a time (logs: <run>/stdout.txt)")
             _run_parallel(batch, jobs, console)

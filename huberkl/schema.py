@@ -620,6 +620,10 @@ class ScalePretrain:
     # None: one backbone per seed; a seed: one backbone (of that seed) for every seed, as
     # the paper's runs all start from the same ImageNet weights
     seed: int | None = None
+    # arch -> overrides of a whole detector of that arch pretrained on the pretext set from
+    # the backbone above (its own heads and extra levels too); that arch's runs then start
+    # from the whole detector (``detect.model.weights``) instead of the backbone alone
+    detectors: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -701,6 +705,13 @@ class ScaleSchema:
                 _fail(f"scale.detect.runs.{r.name}.seeds", r.seeds, "a count >= 1 (or null: all)")
             if r.part not in PARTS:
                 _fail(f"scale.detect.runs.{r.name}.part", r.part, f"one of {', '.join(PARTS)}")
+        for arch in self.pretrain.detectors:
+            if arch not in self.detect.configs:
+                _fail(
+                    "scale.pretrain.detectors",
+                    arch,
+                    f"an arch of scale.detect.configs ({', '.join(self.detect.configs)})",
+                )
         for name in self.curve.runs:
             if name not in names:
                 _fail("scale.curve.runs", name, f"a name of scale.detect.runs ({', '.join(names)})")

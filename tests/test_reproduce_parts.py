@@ -385,3 +385,77 @@ def test_the_shared_backbone_travels_with_the_reference(tmp_path):
         tmp_path / "ref2" / "runs" / "pretrain-s0" / "backbone.pt", weights_only=True
     )
     assert torch.equal(again["backbone.body.w"], w)
+
+
+def test_a_detector_pretraining_starts_that_arch_from_the_whole_detector(tmp_path):
+    """``scale.pretrain.detectors``: RetinaNet pretrained on the pretext set from the shared
+    backbone; RetinaNet runs start from it whole, Faster R-CNN runs from the backbone."""
+    extra = '++scale.pretrain.detectors={retinanet: ["params=implementation","detect.iters=20"]}'
+    p = plans.load_plan("cpu", overrides=[*PRETRAIN, extra])
+    steps = plans.build_steps(p, tmp_path)
+    by = {s.name: s for s in steps}
+    whole = by["pretrain-retinanet-s0"]
+    assert whole.after is by["pretrain-s0"] and whole.part == "pretrain"
+    start = tmp_path / "pretrain-s0" / "checkpoint.pt"
+    assert f"detect.model.backbone_init={start}" in whole.overrides
+    assert whole.overrides[0] == "detect=protocol-retinanet"
+    names = [s.name for s in steps]
+    assert names.index("pretrain-s0") < names.index("pretrain-retinanet-s0")
+    weights = f"detect.model.weights={tmp_path / 'pretrain-retinanet-s0' / 'checkpoint.pt'}"
+    for name in ("retinanet-exp-b-s1", "retinanet-implementation-x2-s2"):
+        assert by[name].after is whole and weights in by[name].overrides, name
+        assert not any("backbone_init" in o for o in by[name].overrides)
+    assert by["frcnn-exp-a-s3"].after is by["pretrain-s0"]
+    # Another detector pretraining is another key for the RetinaNet runs only.
+    other = plans.load_plan("cpu", overrides=[*PRETRAIN, extra.replace("=20", "=21")])
+    again = {s.name: s for s in plans.build_steps(other, tmp_path)}
+    assert again["retinanet-exp-b-s1"].key() != by["retinanet-exp-b-s1"].key()
+    assert again["frcnn-exp-b-s1"].key() == by["frcnn-exp-b-s1"].key()
+    with pytest.raises(InputError, match="scale.pretrain.detectors"):
+        plans.load_plan("cpu", overrides=[*PRETRAIN, "++scale.pretrain.detectors={ssd: []}"])
+
+
+def test_detector_pretraining_waits_for_the_backbone_it_starts_from(monkeypatch):
+    batches: list[list[str]] = []
+    monkeypatch.setattr(
+        reproduce,
+        "_run_parallel",
+        lambda todo, jobs, c: batches.append([s.name for s, _, _ in todo]),
+    )
+    pre = plans.Step("pretrain-s0", ["detect"], part="pretrain")
+    whole = plans.Step("pretrain-retinanet-s0", ["detect"], part="pretrain", after=pre)
+    a = plans.Step("retinanet-a-s0", ["detect"], seed=0, part="retinanet", after=whole)
+    b = plans.Step("frcnn-a-s0", ["detect"], seed=0, part="tables", after=pre)
+    todo = [(s, Path(s.name), "k") for s in (pre, whole, a, b)]
+
+    class Quiet:
+        def rule(self, *a):
+            pass
+
+    reproduce.train(todo, 2, Quiet())
+    assert batches == [["pretrain-s0"], ["pretrain-retinanet-s0"], ["retinanet-a-s0", "frcnn-a-s0"]]
+
+
+def test_the_pretrained_detector_travels_whole_with_the_reference(tmp_path):
+    import torch
+
+    root, report = tmp_path / "run", tmp_path / "report"
+    (report / "figures").mkdir(parents=True)
+    (report / "tables").mkdir()
+    (report / "report.md").write_text("r\n", encoding="utf-8")
+    pre = root / "pretrain-retinanet-s0"
+    pre.mkdir(parents=True)
+    model = {"backbone.body.w": torch.ones(2), "head.classification_head.w": torch.zeros(3)}
+    torch.save({"model": model, "optimizer": {"state": 1}}, pre / "checkpoint.pt")
+    (pre / ".done.json").write_text('{"key": "k"}', encoding="utf-8")
+    (pre / "metrics.json").write_text("{}", encoding="utf-8")
+    export_reference(report, root, tmp_path / "ref")
+    kept = tmp_path / "ref" / "runs" / "pretrain-retinanet-s0"
+    assert not (kept / "backbone.pt").exists()
+    state = torch.load(kept / "detector.pt", weights_only=True)
+    assert sorted(state) == sorted(model)  # the heads too, without the optimiser
+    step = plans.Step("pretrain-retinanet-s0", ["detect", "train"], part="pretrain")
+    out = tmp_path / "new" / "pretrain-retinanet-s0"
+    assert reproduce.adopt(step, out, "k", tmp_path / "ref")
+    got = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert torch.equal(got["head.classification_head.w"], torch.zeros(3))

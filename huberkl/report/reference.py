@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,22 +49,26 @@ def _portable_run(text: str) -> str:
     return portable(json.dumps(info, indent=2) + "\n")
 
 
-def _keep_backbone(step: Path, target: Path) -> None:
-    """The pretrained backbone every run starts from, as ``backbone.pt`` (only the
-    ``backbone.*`` tensors of the run's checkpoint, or the copy an earlier export kept)."""
+def _keep_start(step: Path, target: Path) -> None:
+    """What the runs start from: a backbone pretraining's ``backbone.*`` tensors as
+    ``backbone.pt``, a detector pretraining's (``pretrain-<arch>-s<seed>``) whole model as
+    ``detector.pt``; from the run's checkpoint, or the copy an earlier export kept."""
     import torch
 
-    from huberkl.plan import BACKBONE, START
+    from huberkl.plan import BACKBONE, DETECTOR, START
 
-    if (step / BACKBONE).is_file():
-        state = torch.load(step / BACKBONE, map_location="cpu", weights_only=True)
+    whole = re.fullmatch(r"pretrain-s\d+", step.name) is None
+    file = DETECTOR if whole else BACKBONE
+    if (step / file).is_file():
+        state = torch.load(step / file, map_location="cpu", weights_only=True)
     elif (step / START).is_file():
         ckpt = torch.load(step / START, map_location="cpu", weights_only=False)
-        state = {k: v for k, v in ckpt.get("model", ckpt).items() if k.startswith("backbone.")}
+        model = ckpt.get("model", ckpt)
+        state = {k: v for k, v in model.items() if whole or k.startswith("backbone.")}
     else:
         return
     target.mkdir(parents=True, exist_ok=True)
-    torch.save(state, target / BACKBONE)
+    torch.save(state, target / file)
 
 
 def export_reference(
@@ -103,7 +108,7 @@ def export_reference(
                     _portable_run(text) if file == "run.json" else portable(text), encoding="utf-8"
                 )
         if step.name.startswith("pretrain-"):
-            _keep_backbone(step, dest / "runs" / name)
+            _keep_start(step, dest / "runs" / name)
     if old.exists():
         shutil.rmtree(old)
     prefix = link(root, report_dir) + "/"
