@@ -318,3 +318,13 @@ def test_package_keeps_its_public_names():
     assert report.export_reference is reference.export_reference
     assert report.portable is reference.portable
     assert Path(report.__file__).parent.name == "report"
+
+
+def test_the_protocol_text_names_where_each_run_starts():
+    from huberkl.report.detection import _start
+
+    whole = {"weights": "outputs/reproduce/cpu/pretrain-retinanet-s0/checkpoint.pt"}
+    assert "whole detector pretrained on the pretext set" in _start(whole)
+    assert _start({"weights": "my/model.pt"}) == "trained from weights my/model.pt"
+    assert "backbone (body and FPN) pretrained" in _start({"backbone_init": "x/pretrain-s0/c.pt"})
+    assert _start({}) == "trained from scratch"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from pathlib import PurePosixPath
 from typing import Any
 
 from huberkl import stats
@@ -151,8 +152,16 @@ def power_line(judged: Sequence[Judged]) -> tuple[str, float]:
 
 def _start(model: dict) -> str:
     """Where a run's weights start: scratch, a whole-model file, or a pretext backbone."""
-    if model.get("weights"):
-        return f"trained from weights {model['weights']}"
+    weights = model.get("weights")
+    if weights and PurePosixPath(str(weights).replace("\\", "/")).parent.name.startswith(
+        "pretrain-"
+    ):
+        return (
+            "the whole detector pretrained on the pretext set from the shared backbone "
+            "(`scale.pretrain.detectors`), heads included"
+        )
+    if weights:
+        return f"trained from weights {weights}"
     if model.get("backbone_init"):
         return (
             "backbone (body and FPN) pretrained on the pretext set (`scale.pretrain`), the "
