@@ -298,10 +298,12 @@ def test_every_run_starts_from_the_one_shared_pretrained_backbone(tmp_path):
     p = plans.load_plan("cpu", overrides=PRETRAIN)
     steps = plans.build_steps(p, tmp_path)
     pre = [s for s in steps if s.name.startswith("pretrain")]
-    assert [s.name for s in pre] == ["pretrain-s0"] and pre[0].overrides[-1] == "seed=0"
+    assert [s.name for s in pre] == ["pretrain-s0", "pretrain-retinanet-s0"]
+    assert pre[0].overrides[-1] == "seed=0"
     init = f"detect.model.backbone_init={tmp_path / 'pretrain-s0' / 'checkpoint.pt'}"
+    assert init in pre[1].overrides  # RetinaNet's whole pretraining starts from it too
     for st in steps:
-        if st.seed is not None:
+        if st.seed is not None and not st.name.startswith("retinanet-"):
             assert st.after is pre[0] and init in st.overrides, st.name
 
 
@@ -311,14 +313,22 @@ def test_every_run_of_a_seed_starts_from_that_seeds_pretrained_backbone(tmp_path
     steps = plans.build_steps(p, tmp_path)
     names = [s.name for s in steps]
     pre = [n for n in names if n.startswith("pretrain-")]
-    assert pre == [f"pretrain-s{k}" for k in plans.plan_seeds(p)]
+    seeds = plans.plan_seeds(p)
+    assert pre == [*(f"pretrain-s{k}" for k in seeds), *(f"pretrain-retinanet-s{k}" for k in seeds)]
     assert names.index("pretext") < names.index(pre[0]) < names.index("frcnn-publication-s0")
     by = {s.name: s for s in steps}
     for name in ("frcnn-exp-a-s2", "retinanet-exp-b-s1", "frcnn-implementation-x2-s1"):
         st = by[name]
         seed = st.seed
-        assert st.after is by[f"pretrain-s{seed}"]
         init = tmp_path / f"pretrain-s{seed}" / "checkpoint.pt"
+        if name.startswith(
+            "retinanet-"
+        ):  # from its seed's whole RetinaNet, itself from the backbone
+            whole = by[f"pretrain-retinanet-s{seed}"]
+            assert st.after is whole and whole.after is by[f"pretrain-s{seed}"]
+            assert f"detect.model.backbone_init={init}" in whole.overrides
+            continue
+        assert st.after is by[f"pretrain-s{seed}"]
         assert f"detect.model.backbone_init={init}" in st.overrides
     # A new pretraining (another pretext) is another key for every run that starts from it.
     other = plans.load_plan(
