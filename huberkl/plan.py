@@ -256,45 +256,41 @@ def pretrain_steps(plan: DictConfig, root: Path, nproc: int = 1) -> dict[str, St
     pretext = Step(PRETEXT, ["data", "synth"], overrides=list(pt.synth), title="Pretext set")
     out = {PRETEXT: pretext}
     shared = pt.get("seed")
-    for seed in plan_seeds(plan) if shared is None else [int(shared)]:
-        out[f"pretrain-s{seed}"] = Step(
-            f"pretrain-s{seed}",
+    seeds = plan_seeds(plan) if shared is None else [int(shared)]
+
+    def pretraining(
+        name: str, arch: str, extra: list[str], title: str, after: Step, seed: int
+    ) -> Step:
+        overrides = [f"detect={s.detect.configs[arch]}", f"data.root={root / PRETEXT}"]
+        overrides += [*pt.synth, *s.detect.common, *extra]
+        return Step(
+            name,
             ["detect", "train"],
-            overrides=[
-                f"detect={s.detect.configs[pt.arch]}",
-                f"data.root={root / PRETEXT}",
-                *pt.synth,
-                *s.detect.common,
-                *pt.overrides,
-                f"seed={seed}",
-            ],
+            overrides=[*overrides, f"seed={seed}"],
             resumable=True,
             nproc=nproc,
-            title=f"Backbone pretraining on the pretext set, seed {seed}",
+            title=f"{title}, seed {seed}",
             part="pretrain",
-            after=pretext,
+            after=after,
+        )
+
+    for seed in seeds:
+        name = f"pretrain-s{seed}"
+        out[name] = pretraining(
+            name,
+            pt.arch,
+            list(pt.overrides),
+            "Backbone pretraining on the pretext set",
+            pretext,
+            seed,
         )
     for arch, extra in (pt.get("detectors") or {}).items():
-        for seed in plan_seeds(plan) if shared is None else [int(shared)]:
+        for seed in seeds:
             backbone = out[f"pretrain-s{seed}"]
-            name = f"pretrain-{arch}-s{seed}"
-            out[name] = Step(
-                name,
-                ["detect", "train"],
-                overrides=[
-                    f"detect={s.detect.configs[arch]}",
-                    f"data.root={root / PRETEXT}",
-                    *pt.synth,
-                    *s.detect.common,
-                    f"detect.model.backbone_init={root / backbone.name / START}",
-                    *extra,
-                    f"seed={seed}",
-                ],
-                resumable=True,
-                nproc=nproc,
-                title=f"{arch} pretraining on the pretext set, from the backbone, seed {seed}",
-                part="pretrain",
-                after=backbone,
+            start = f"detect.model.backbone_init={root / backbone.name / START}"
+            title = f"{arch} pretraining on the pretext set, from the backbone"
+            out[f"pretrain-{arch}-s{seed}"] = pretraining(
+                f"pretrain-{arch}-s{seed}", arch, [start, *extra], title, backbone, seed
             )
     return out
 

@@ -345,24 +345,29 @@ def test_every_run_of_a_seed_starts_from_that_seeds_pretrained_backbone(tmp_path
     assert not any(s.name.startswith(("pretext", "pretrain")) for s in plain)
 
 
-def test_only_the_pretraining_runs_still_needed_are_trained_first(monkeypatch):
+class _Quiet:
+    def rule(self, *a):
+        pass
+
+
+def _batches(monkeypatch, steps: list[plans.Step]) -> list[list[str]]:
+    """The batches ``reproduce.train`` would run, in order, without running them."""
     batches: list[list[str]] = []
     monkeypatch.setattr(
         reproduce,
         "_run_parallel",
         lambda todo, jobs, c: batches.append([s.name for s, _, _ in todo]),
     )
+    reproduce.train([(s, Path(s.name), "k") for s in steps], 2, _Quiet())
+    return batches
+
+
+def test_only_the_pretraining_runs_still_needed_are_trained_first(monkeypatch):
     pre0 = plans.Step("pretrain-s0", ["detect"], part="pretrain")
     pre1 = plans.Step("pretrain-s1", ["detect"], part="pretrain")
     run = plans.Step("a-s0", ["detect"], seed=0, part="tables", after=pre0)
-    todo = [(pre0, Path("x"), "k"), (pre1, Path("y"), "k"), (run, Path("z"), "k")]
-
-    class Quiet:
-        def rule(self, *a):
-            pass
-
-    reproduce.train(todo, 2, Quiet())
-    assert batches == [["pretrain-s0"], ["a-s0"]]  # seed 1's runs are all done: not needed
+    # seed 1's runs are all done: its pretraining is not needed
+    assert _batches(monkeypatch, [pre0, pre1, run]) == [["pretrain-s0"], ["a-s0"]]
 
 
 def test_the_shared_backbone_travels_with_the_reference(tmp_path):
@@ -427,24 +432,12 @@ def test_a_detector_pretraining_starts_that_arch_from_the_whole_detector(tmp_pat
 
 
 def test_detector_pretraining_waits_for_the_backbone_it_starts_from(monkeypatch):
-    batches: list[list[str]] = []
-    monkeypatch.setattr(
-        reproduce,
-        "_run_parallel",
-        lambda todo, jobs, c: batches.append([s.name for s, _, _ in todo]),
-    )
     pre = plans.Step("pretrain-s0", ["detect"], part="pretrain")
     whole = plans.Step("pretrain-retinanet-s0", ["detect"], part="pretrain", after=pre)
     a = plans.Step("retinanet-a-s0", ["detect"], seed=0, part="retinanet", after=whole)
     b = plans.Step("frcnn-a-s0", ["detect"], seed=0, part="tables", after=pre)
-    todo = [(s, Path(s.name), "k") for s in (pre, whole, a, b)]
-
-    class Quiet:
-        def rule(self, *a):
-            pass
-
-    reproduce.train(todo, 2, Quiet())
-    assert batches == [["pretrain-s0"], ["pretrain-retinanet-s0"], ["retinanet-a-s0", "frcnn-a-s0"]]
+    want = [["pretrain-s0"], ["pretrain-retinanet-s0"], ["retinanet-a-s0", "frcnn-a-s0"]]
+    assert _batches(monkeypatch, [pre, whole, a, b]) == want
 
 
 def test_the_pretrained_detector_travels_whole_with_the_reference(tmp_path):
