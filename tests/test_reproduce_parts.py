@@ -370,22 +370,31 @@ def test_only_the_pretraining_runs_still_needed_are_trained_first(monkeypatch):
     assert _batches(monkeypatch, [pre0, pre1, run]) == [["pretrain-s0"], ["a-s0"]]
 
 
-def test_the_shared_backbone_travels_with_the_reference(tmp_path):
-    """The pretraining record keeps its backbone tensors (not the heads, not the optimiser);
-    adopting it gives the runs still to train the very same start."""
+def _pretrained(tmp_path: Path, name: str, model: dict) -> tuple[Path, Path]:
+    """A finished pretraining step ``name`` whose checkpoint holds ``model`` (and an
+    optimiser state), and a report folder to export: ``(root, report)``."""
     import torch
 
     root, report = tmp_path / "run", tmp_path / "report"
     (report / "figures").mkdir(parents=True)
     (report / "tables").mkdir()
     (report / "report.md").write_text("r\n", encoding="utf-8")
-    pre = root / "pretrain-s0"
+    pre = root / name
     pre.mkdir(parents=True)
-    w = torch.arange(6.0).reshape(2, 3)
-    model = {"backbone.body.w": w, "roi_heads.x": torch.ones(2)}
-    torch.save({"model": model, "optimizer": {}}, pre / "checkpoint.pt")
+    torch.save({"model": model, "optimizer": {"state": 1}}, pre / "checkpoint.pt")
     (pre / ".done.json").write_text('{"key": "k"}', encoding="utf-8")
     (pre / "metrics.json").write_text("{}", encoding="utf-8")
+    return root, report
+
+
+def test_the_shared_backbone_travels_with_the_reference(tmp_path):
+    """The pretraining record keeps its backbone tensors (not the heads, not the optimiser);
+    adopting it gives the runs still to train the very same start."""
+    import torch
+
+    w = torch.arange(6.0).reshape(2, 3)
+    model = {"backbone.body.w": w, "roi_heads.x": torch.ones(2)}
+    root, report = _pretrained(tmp_path, "pretrain-s0", model)
     export_reference(report, root, tmp_path / "ref")
     kept = torch.load(tmp_path / "ref" / "runs" / "pretrain-s0" / "backbone.pt", weights_only=True)
     assert list(kept) == ["backbone.body.w"] and torch.equal(kept["backbone.body.w"], w)
@@ -443,16 +452,8 @@ def test_detector_pretraining_waits_for_the_backbone_it_starts_from(monkeypatch)
 def test_the_pretrained_detector_travels_whole_with_the_reference(tmp_path):
     import torch
 
-    root, report = tmp_path / "run", tmp_path / "report"
-    (report / "figures").mkdir(parents=True)
-    (report / "tables").mkdir()
-    (report / "report.md").write_text("r\n", encoding="utf-8")
-    pre = root / "pretrain-retinanet-s0"
-    pre.mkdir(parents=True)
     model = {"backbone.body.w": torch.ones(2), "head.classification_head.w": torch.zeros(3)}
-    torch.save({"model": model, "optimizer": {"state": 1}}, pre / "checkpoint.pt")
-    (pre / ".done.json").write_text('{"key": "k"}', encoding="utf-8")
-    (pre / "metrics.json").write_text("{}", encoding="utf-8")
+    root, report = _pretrained(tmp_path, "pretrain-retinanet-s0", model)
     export_reference(report, root, tmp_path / "ref")
     kept = tmp_path / "ref" / "runs" / "pretrain-retinanet-s0"
     assert not (kept / "backbone.pt").exists()
