@@ -295,6 +295,12 @@ def pretrain_steps(plan: DictConfig, root: Path, nproc: int = 1) -> dict[str, St
     return out
 
 
+def whole_detector(name: str) -> bool:
+    """Whether a pretraining step ``name`` is a whole detector's (``pretrain-<arch>-s<seed>``)
+    rather than the backbone's (``pretrain-s<seed>``)."""
+    return re.fullmatch(r"pretrain-s\d+", name) is None
+
+
 def starts_from(
     pretrained: dict[str, Step], root: Path, seed: int, arch: str
 ) -> tuple[list[str], Step | None]:

@@ -152,10 +152,11 @@ def power_line(judged: Sequence[Judged]) -> tuple[str, float]:
 
 def _start(model: dict) -> str:
     """Where a run's weights start: scratch, a whole-model file, or a pretext backbone."""
+    from huberkl.plan import whole_detector
+
     weights = model.get("weights")
-    if weights and PurePosixPath(str(weights).replace("\\", "/")).parent.name.startswith(
-        "pretrain-"
-    ):
+    folder = PurePosixPath(str(weights or "").replace("\\", "/")).parent.name
+    if weights and folder.startswith("pretrain-") and whole_detector(folder):
         return (
             "the whole detector pretrained on the pretext set from the shared backbone "
             "(`scale.pretrain.detectors`), heads included"

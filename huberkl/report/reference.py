@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,9 +54,9 @@ def _keep_start(step: Path, target: Path) -> None:
     ``detector.pt``; from the run's checkpoint, or the copy an earlier export kept."""
     import torch
 
-    from huberkl.plan import BACKBONE, DETECTOR, START
+    from huberkl.plan import BACKBONE, DETECTOR, START, whole_detector
 
-    whole = re.fullmatch(r"pretrain-s\d+", step.name) is None
+    whole = whole_detector(step.name)
     file = DETECTOR if whole else BACKBONE
     if (step / file).is_file():
         state = torch.load(step / file, map_location="cpu", weights_only=True)
