@@ -421,6 +421,19 @@ def test_report_shows_the_noise_sweep(tmp_path):
     assert (tmp_path / "out" / "figures" / "detect_sweep.png").stat().st_size > 10_000
 
 
+def test_every_smoke_training_step_is_toy_sized(tmp_path):
+    """`SCALE=smoke` is a few-minute pipeline check: an override of a cpu step that sets its
+    own length (the RetinaNet pretraining's 2400 steps) must not leak into it."""
+    from huberkl import config
+
+    steps = reproduce.all_steps(reproduce.load_plan("smoke"), tmp_path)
+    runs = [st for st in steps if st.resumable]
+    assert any(st.name.startswith("pretrain-retinanet") for st in runs)
+    for st in runs:
+        iters = config.compose(st.overrides).detect.iters
+        assert iters <= 8, f"{st.name}: detect.iters={iters}"
+
+
 @pytest.mark.slow
 def test_smoke_reproduction_end_to_end(tmp_path):
     """`make reproduce SCALE=smoke` minus the set-up, in a scratch folder; a rerun is all cached."""
