@@ -347,15 +347,26 @@ def intro(doc: Document, runs: Runs, plan: Any) -> None:
 
 
 def caveat(doc: Document, converged: dict[str, bool | None]) -> None:
-    """Say, here and above the claims table, which detectors' protocol still moves."""
+    """Say, here and above the claims table, which detectors' protocol still moves, and
+    which one's convergence check has not run yet (its verdicts are provisional)."""
     moving = [arch for arch, ok in converged.items() if ok is False]
+    pending = [arch for arch, ok in converged.items() if ok is None]
+    text = ""
     if moving:
-        doc.caveat = (
+        text += (
             f"**Caveat: the protocol is not converged for {', '.join(moving)}** (see "
             "the learning curves): the verdicts on it describe a schedule whose results "
-            "still move with more training, not where the settings lead.\n"
+            "still move with more training, not where the settings lead.\n\n"
         )
-        doc.add(doc.caveat)
+    if pending:
+        text += (
+            f"**Caveat: convergence is not yet checked for {', '.join(pending)}** (its "
+            "learning-curve runs are not all done): its verdicts hold for this schedule and "
+            "are provisional until the check passes.\n\n"
+        )
+    if text:
+        doc.caveat = text
+        doc.add(text)
 
 
 def tables(doc: Document, runs: Runs) -> None:
