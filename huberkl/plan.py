@@ -43,6 +43,7 @@ class Step:
     run: str = ""  # training runs of scale.detect.runs and their curves: that run's name
     scale: float | None = None  # sweep runs: the noise scale of their set
     _key: str | None = field(default=None, init=False, repr=False, compare=False)
+    _iters: int | None = field(default=None, init=False, repr=False, compare=False)
 
     def argv(self, out: Path) -> list[str]:
         where = ["--out", str(out)] if self.writes else []
@@ -55,6 +56,12 @@ class Step:
         if self._key is None:
             self._key = self._compute_key()
         return self._key
+
+    def iters(self) -> int:
+        """The training steps of a detection run (its resolved ``detect.iters``)."""
+        if self._iters is None:
+            self._iters = int(config.compose(self.overrides).detect.iters)
+        return self._iters
 
     def _compute_key(self) -> str:
         resolved = config.to_yaml(config.compose(self.overrides))

@@ -172,8 +172,9 @@ def train(todo: list[tuple[Step, Path, str]], jobs: int, console) -> None:
     pre = [job for job in todo if job[0].part == "pretrain" and job[0].name in needed]
     runs = [job for job in todo if job[0].part != "pretrain"]
     # Seed-major: every setting's seed 0 first, so that a stopped run leaves complete
-    # pairs of the first seeds rather than every seed of the first settings.
-    runs.sort(key=lambda job: job[0].seed if job[0].seed is not None else -1)
+    # pairs of the first seeds rather than every seed of the first settings; within a seed
+    # the longest runs first, so that no core idles while one long run finishes alone.
+    runs.sort(key=lambda job: (-1 if job[0].seed is None else job[0].seed, -job[0].iters()))
     # A detector pretraining reads a backbone pretraining: the backbones go first.
     first = [job for job in pre if job[0].after is None or job[0].after.part != "pretrain"]
     then = [job for job in pre if job not in first]

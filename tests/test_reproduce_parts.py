@@ -370,6 +370,20 @@ def test_only_the_pretraining_runs_still_needed_are_trained_first(monkeypatch):
     assert _batches(monkeypatch, [pre0, pre1, run]) == [["pretrain-s0"], ["a-s0"]]
 
 
+def test_within_a_seed_the_longest_runs_start_first(monkeypatch):
+    """A curve part's 2x runs start first: the short ones fill the other job meanwhile,
+    instead of one 2x run training alone at the end (seeds still go in order)."""
+
+    def run(name: str, seed: int, iters: int) -> plans.Step:
+        return plans.Step(name, ["detect"], overrides=[f"detect.iters={iters}"], seed=seed)
+
+    steps = [run("a-x0.5-s1", 1, 50), run("a-s0", 0, 100), run("a-x0.5-s0", 0, 50)]
+    steps += [run("a-x2-s0", 0, 200), run("b-x2-s0", 0, 200), run("a-x2-s1", 1, 200)]
+    assert _batches(monkeypatch, steps) == [
+        ["a-x2-s0", "b-x2-s0", "a-s0", "a-x0.5-s0", "a-x2-s1", "a-x0.5-s1"]
+    ]
+
+
 def _pretrained(tmp_path: Path, name: str, model: dict) -> tuple[Path, Path]:
     """A finished pretraining step ``name`` whose checkpoint holds ``model`` (and an
     optimiser state), and a report folder to export: ``(root, report)``."""
