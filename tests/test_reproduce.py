@@ -517,7 +517,7 @@ def test_report_shows_the_learning_curve_and_flags_a_moving_protocol(tmp_path):
     text = _report(tmp_path, ap)
     assert "## Is the protocol converged? Learning curves" in text
     assert "**faster_rcnn, 3200 steps, 4 seeds: NOT converged.**" in text
-    assert "**retinanet, 4800 steps, 3 seeds: converged.**" in text  # its 2x runs moved nothing
+    assert "**retinanet, 2400 steps, 3 seeds: converged.**" in text  # its 2x runs moved nothing
     claims = text.split("## What the results say about the paper's claims")[1]
     assert claims.lstrip().startswith("**Caveat: the protocol is not converged for faster_rcnn**")
     row = next(
@@ -537,7 +537,7 @@ def test_verdicts_before_their_convergence_check_are_called_provisional(tmp_path
     """RetinaNet's table runs are done but not its curve: its verdicts stand, flagged as
     provisional above the claims; Faster R-CNN, checked and converged, gets no caveat."""
     text = _report(tmp_path, {}, drop="retinanet-*-x*-s*")
-    assert "**retinanet, 4800 steps, 3 seeds: not yet checked" in text
+    assert "**retinanet, 2400 steps, 3 seeds: not yet checked" in text
     claims = text.split("## What the results say about the paper's claims")[1].lstrip()
     assert claims.startswith("**Caveat: convergence is not yet checked for retinanet**")
     assert "not converged for" not in text and "checked for faster_rcnn" not in text

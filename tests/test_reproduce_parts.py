@@ -77,9 +77,9 @@ def test_the_parts_cover_every_training_run_once(tmp_path):
     assert not plans.in_part(by["frcnn-exp-a-s1"], p, "curves-b")
     assert plans.in_part(by["frcnn-exp-a-x2-s3"], p, "curves-c")  # every seed of Table 3
     assert "retinanet-exp-a-x2-s3" not in by  # RetinaNet runs 3 seeds, its curve too
-    assert plans.in_part(by["retinanet-exp-a-x0.5-s2"], p, "retinanet-d")
+    assert plans.in_part(by["retinanet-exp-a-x0.5-s2"], p, "retinanet-b")
     assert plans.in_part(by["retinanet-exp-a-s2"], p, "retinanet-a")
-    assert plans.in_part(by["retinanet-exp-b-s1"], p, "retinanet-e")
+    assert plans.in_part(by["retinanet-exp-b-s1"], p, "retinanet-c")
     assert plans.in_part(by["sweep-0.1-3-s2"], p, "sweep-e")
     assert plans.in_part(by["frcnn-exp-a-x2-s1"], p, "curves")  # the groups stay parts
 
