@@ -43,7 +43,7 @@ class Step:
     run: str = ""  # training runs of scale.detect.runs and their curves: that run's name
     scale: float | None = None  # sweep runs: the noise scale of their set
     _key: str | None = field(default=None, init=False, repr=False, compare=False)
-    _iters: int | None = field(default=None, init=False, repr=False, compare=False)
+    _config: DictConfig | None = field(default=None, init=False, repr=False, compare=False)
 
     def argv(self, out: Path) -> list[str]:
         where = ["--out", str(out)] if self.writes else []
@@ -57,14 +57,18 @@ class Step:
             self._key = self._compute_key()
         return self._key
 
+    def resolved(self) -> DictConfig:
+        """The config the overrides give, composed once (the key and the run length read it)."""
+        if self._config is None:
+            self._config = config.compose(self.overrides)
+        return self._config
+
     def iters(self) -> int:
         """The training steps of a detection run (its resolved ``detect.iters``)."""
-        if self._iters is None:
-            self._iters = int(config.compose(self.overrides).detect.iters)
-        return self._iters
+        return int(self.resolved().detect.iters)
 
     def _compute_key(self) -> str:
-        resolved = config.to_yaml(config.compose(self.overrides))
+        resolved = config.to_yaml(self.resolved())
         extra = ""
         if self.words[:1] == ["interpret"]:  # interpret reads every preset file directly
             extra = "".join(

@@ -431,13 +431,11 @@ def test_report_shows_the_noise_sweep(tmp_path):
 def test_every_smoke_training_step_is_toy_sized(tmp_path):
     """`SCALE=smoke` is a few-minute pipeline check: an override of a cpu step that sets its
     own length (the RetinaNet pretraining's 2400 steps) must not leak into it."""
-    from huberkl import config
-
     steps = reproduce.all_steps(reproduce.load_plan("smoke"), tmp_path)
     runs = [st for st in steps if st.resumable]
     assert any(st.name.startswith("pretrain-retinanet") for st in runs)
     for st in runs:
-        iters = config.compose(st.overrides).detect.iters
+        iters = st.iters()
         assert iters <= 8, f"{st.name}: detect.iters={iters}"
 
 
