@@ -24,6 +24,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from huberkl import config
+from huberkl.detect.training.runs import CHECKPOINT
 from huberkl.plan import (  # noqa: F401  (re-exported: the plan's API)
     BACKBONE,
     DETECTOR,
@@ -91,10 +92,11 @@ def run_step(step: Step, out: Path, key: str, log, echo: bool = True) -> float:
         started = False
     key_file = out / ".key"
     same = key_file.is_file() and key_file.read_text(encoding="utf-8") == key
-    if started and step.resumable and same:
+    if started and step.resumable and same and (out / CHECKPOINT).is_file():
         argv = [*argv, "detect.resume=true"]
     elif started and step.resumable:
-        # Begun with another config: redone from scratch (detect refuses a folder holding a run).
+        # Begun with another config, or stopped before its first checkpoint: redone from
+        # scratch (detect refuses a folder holding a run, and has nothing to resume).
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     key_file.write_text(key, encoding="utf-8")

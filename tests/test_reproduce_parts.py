@@ -478,3 +478,45 @@ def test_the_pretrained_detector_travels_whole_with_the_reference(tmp_path):
     assert reproduce.adopt(step, out, "k", tmp_path / "ref")
     got = torch.load(out / "checkpoint.pt", weights_only=True)
     assert torch.equal(got["head.classification_head.w"], torch.zeros(3))
+
+
+class _FakeProcess:
+    """Stands in for a training subprocess: records its command line and succeeds."""
+
+    calls: list[list[str]] = []
+
+    def __init__(self, cmd, **kwargs):
+        _FakeProcess.calls.append(cmd)
+        self.stdout = iter(["trained\n"])
+        self.returncode = 0
+
+    def wait(self) -> int:
+        return 0
+
+
+@pytest.mark.parametrize(
+    ("files", "key", "resumes", "kept"),
+    [
+        ({"losses.csv": "it\n", "checkpoint.pt": "x"}, "k", True, True),
+        # Stopped before its first checkpoint: nothing to resume, so it starts again.
+        ({"losses.csv": "it\n"}, "k", False, False),
+        # Begun with another config: redone from scratch.
+        ({"losses.csv": "it\n", "checkpoint.pt": "x"}, "other", False, False),
+    ],
+)
+def test_an_interrupted_run_resumes_only_from_a_checkpoint(
+    tmp_path, monkeypatch, files, key, resumes, kept
+):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".key").write_text(key, encoding="utf-8")
+    for name, text in files.items():
+        (out / name).write_text(text, encoding="utf-8")
+    _FakeProcess.calls = []
+    monkeypatch.setattr(reproduce.subprocess, "Popen", _FakeProcess)
+    step = plans.Step("run", ["detect", "train"], overrides=["seed=0"], resumable=True)
+    reproduce.run_step(step, out, "k", lambda _: None, echo=False)
+    (cmd,) = _FakeProcess.calls
+    assert ("detect.resume=true" in cmd) is resumes
+    assert (out / "losses.csv").is_file() is kept
+    assert json.loads((out / ".done.json").read_text(encoding="utf-8"))["key"] == "k"
