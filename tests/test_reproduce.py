@@ -345,6 +345,10 @@ def test_report_reads_every_step_and_judges_the_claims(tmp_path):
     assert "backbone `tiny` (4.33 M parameters, trained from scratch), 400 adamw steps" in text
     assert "targets: Laplace 0.05, 0.05, 0.1, 0.1" in text and "**Seeds**: 0, 1, 2, 3" in text
     assert "detects a true difference of **" in text
+    # RetinaNet has one box stage: its control is not named after Faster R-CNN's proposals.
+    table4 = text.split("## Table 4")[1].split("## Table 5")[0]
+    assert "| Exp. A, λ/σ of the Implementation on x, y (control) |" in table4
+    assert "proposal" not in table4
     html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     assert "data:image/png;base64," in html and "<table>" in html
     tables = tmp_path / "out" / "tables"

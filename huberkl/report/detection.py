@@ -372,7 +372,8 @@ def caveat(doc: Document, converged: dict[str, bool | None]) -> None:
 def tables(doc: Document, runs: Runs) -> None:
     """Tables 3-6, each with its paired comparisons and verdicts."""
     labels = {
-        f"{arch}-{n}": label for arch in ("frcnn", "retinanet") for n, label in paper.LABELS.items()
+        **{f"frcnn-{n}": label for n, label in paper.LABELS.items()},
+        **{f"retinanet-{n}": label for n, label in paper.LABELS_RETINANET.items()},
     }
     t3 = [
         ("Baseline [18]", None, "baseline [18]"),
@@ -391,7 +392,7 @@ def tables(doc: Document, runs: Runs) -> None:
     judged_section(doc, "table3", runs, table3_claims(), labels)
     t4 = [
         *[(paper.LABELS[n], f"retinanet-{n}", n) for n in ("implementation", "exp-a", "exp-b")],
-        (paper.LABELS["exp-a-balanced"], "retinanet-exp-a-balanced", None),
+        (paper.LABELS_RETINANET["exp-a-balanced"], "retinanet-exp-a-balanced", None),
     ]
     note4 = _ceiling_note(runs, "retinanet-implementation").strip()
     title4 = "Table 4: RetinaNet (its own seeds)"

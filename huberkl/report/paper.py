@@ -35,6 +35,11 @@ LABELS = {
     "linear": "linear targets",
     "kl": "D_{α/2,1/α}",
 }
+# RetinaNet has one box stage (the config's ``proposal`` stage): its control has no "proposal".
+LABELS_RETINANET = {
+    **LABELS,
+    "exp-a-balanced": "Exp. A, λ/σ of the Implementation on x, y (control)",
+}
 
 # Column order of Tables 1 and 2.
 TABLE1 = ("publication", "implementation", "exp-a", "exp-b", "exp-c")
