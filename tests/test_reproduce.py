@@ -479,6 +479,31 @@ def test_a_sweep_set_not_yet_trained_is_not_run_rather_than_no_signal(tmp_path):
     assert "no signal" not in row and "0.02: matched − α × ¼ not run" in row
 
 
+def test_a_sweep_set_names_its_best_alpha_only_once_its_grid_has_run(tmp_path):
+    """A set half trained names no best α (the best of L1 and ¼ says nothing of 1 and 4);
+    a set whose α values share only some seeds is judged on those seeds alone."""
+    root = tmp_path / "reproduce" / "cpu"
+    plan = reproduce.load_plan("cpu", overrides=FOUR_SCALES)
+    steps = reproduce.build_steps(plan, root)
+    for s in SCALES:
+        _matched(root, s, "1/50")
+    sweep = reproduce.sweep_steps(plan, root, steps)
+    half = [st for st in sweep if st.scale == 0.01 and st.setting.endswith(("-l1", "-x0.25"))]
+    grid = ("-l1", "-x0.25", "-matched", "-x4")
+    ragged = [
+        st
+        for st in sweep
+        if st.scale == 0.02 and st.setting.endswith(grid) and (st.seed == 0 or "x4" in st.setting)
+    ]
+    ap = {"sweep-0.02-alpha-x4": 0.7, "sweep-0.01-l1": 0.8}
+    _fake_outputs(root, [*steps, *half, *ragged], ap)
+    md = build_report(root, [*steps, *sweep], plan, elapsed=1.0, dest=tmp_path / "o")
+    text = md.read_text(encoding="utf-8")
+    assert "| 0.01 | not yet: 2 of 4 α values trained | – | 0.01 | – |" in text
+    row = next(line for line in text.splitlines() if line.startswith("| 0.02 | α × 4"))
+    assert "(seeds 0: those every α has run)" in row
+
+
 def test_a_sweep_set_where_nothing_is_learnt_tests_nothing(tmp_path):
     ap = {"frcnn-implementation": 0.5}
     for s in SCALES[:3]:

@@ -93,7 +93,7 @@ def section(doc: Document, runs: Runs, plan: Any) -> None:
         and no_signal(max(m for (t, _), m in ap75.items() if t == s))
     ]
     _claims(doc, runs, plan, scales, mute)
-    best = _best_alpha(doc, scales, ap75, mute, shape)
+    best = _best_alpha(doc, runs, scales, mute, shape)
     img = figure(
         doc.dest / "figures" / "detect_sweep.png", runs, scales, _fixed_names(plan), best, shape
     )
@@ -268,17 +268,31 @@ def _moves_note(lo: float, hi: float) -> str:
 
 def _best_alpha(
     doc: Document,
+    runs: Runs,
     scales: list[float],
-    ap75: dict[tuple, float],
     mute: list[float],
     shape: list[float],
 ) -> list[tuple[float, float]]:
-    """The best α per scale (by mean mAP@0.75), beside the reading α·σ = scale."""
+    """The best α per scale (by mean mAP@0.75 over the seeds every α of the grid has run),
+    beside the reading α·σ = scale. A set whose grid is not complete names no best yet: the
+    best of the α values trained so far says nothing about the ones still to come."""
     best_rows, best = [], []
     for s in scales:
-        means = {(v, mult, label): ap75[(s, v)] for v, mult, label in VARIANTS if (s, v) in ap75}
-        if not means:
+        got = {v: runs.values(f"sweep-{s:g}-{v}", "AP75") for v, _, _ in VARIANTS}
+        trained = [v for v, vals in got.items() if vals]
+        if not trained:
             continue
+        shared = set.intersection(*(set(vals) for vals in got.values()))
+        if not shared:
+            what = f"not yet: {len(trained)} of {len(VARIANTS)} α values trained"
+            if len(trained) == len(VARIANTS):
+                what = "not yet: no seed that every α value has run"
+            best_rows.append([f"{s:g}", what, "–", f"{s * shape[0]:g}", "–"])
+            continue
+        means = {
+            (v, mult, label): sum(got[v][k] for k in shared) / len(shared)
+            for v, mult, label in VARIANTS
+        }
         (v, mult, label), top = max(means.items(), key=lambda kv: kv[1])
         sx = (measured_noise(doc.root, s).get("x") or {}).get("scale", math.nan)
         if s in mute:
@@ -286,6 +300,8 @@ def _best_alpha(
             continue
         if v in (VARIANTS[0][0], VARIANTS[-1][0]):
             label += " (the grid's edge: the optimum may lie beyond)"
+        if any(len(vals) > len(shared) for vals in got.values()):
+            label += f" (seeds {', '.join(map(str, sorted(shared)))}: those every α has run)"
         best.append((s, mult * sx))
         best_rows.append(
             [f"{s:g}", label, f"{mult * sx:.4f}", f"{s * shape[0]:g}", f"{100 * top:.1f}"]
@@ -298,7 +314,8 @@ def _best_alpha(
         "mAP@0.75",
     ]
     doc.add(
-        "**Best α per set** (by mean mAP@0.75 over seeds; the grid is L1, ¼, 1, 4 times the matched α):\n"
+        "**Best α per set** (by mean mAP@0.75 over the seeds every α has run; the grid is L1, ¼, 1, "
+        "4 times the matched α):\n"
     )
     doc.add(markdown_table(header, best_rows))
     save_table(doc.dest, "sweep_best", header, best_rows)
