@@ -7,6 +7,7 @@ This module is torch-free and reads YAML directly, because ``interpret`` must st
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -22,6 +23,7 @@ LOSSES = ("huber", "l1", "kl")
 FORMS = ("smooth-l1", "huber")
 STAGES = ("proposal", "detection")
 PAPER_PRESETS = ("publication", "implementation", "exp-a", "exp-b", "exp-c")  # Table 1's order
+_FLOAT_MAX = Fraction(sys.float_info.max)
 
 
 def parse_number(value: Any, name: str = "value") -> Fraction:
@@ -38,7 +40,7 @@ def parse_number(value: Any, name: str = "value") -> Fraction:
         return Fraction(str(value))
     text = str(value).strip().replace(" ", "")
     try:
-        return Fraction(text)
+        number = Fraction(text)
     except ZeroDivisionError:
         raise InputError(
             f"{name} must be a number or fraction with non-zero denominator, got {text!r}"
@@ -47,6 +49,9 @@ def parse_number(value: Any, name: str = "value") -> Fraction:
         raise InputError(
             f"{name} must be a number or fraction like 1/9 or 0.111, got {text!r}"
         ) from None
+    if abs(number) > _FLOAT_MAX:  # exact here, but every consumer ends in float64
+        raise InputError(f"{name} must be a finite number (|{name}| ≤ 1.8e308), got {text!r}")
+    return number
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,7 @@ def test_unknown_override_is_one_line_and_exit_2(monkeypatch, capsys, tmp_path, 
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("value", ["-1", "0", "abc", "nan", "inf", "1/0", ""])
+@pytest.mark.parametrize("value", ["-1", "0", "abc", "nan", "inf", "1/0", "", "1e400"])
 def test_bad_alpha_option_is_one_line_naming_alpha(monkeypatch, capsys, tmp_path, value):
     code, _, err = run(monkeypatch, capsys, "losses", "--alpha", "1", "--alpha", value)
     assert code == 2

@@ -391,6 +391,8 @@ BAD = [
     (["--lam", "0"], "lam"),
     (["--sigma", "0"], "sigma_x"),
     (["--sigma-h", "-1/5"], "sigma_h"),
+    (["--sigma-x", "1e400"], "sigma_x"),  # exact as a Fraction, but not a float64
+    (["--alpha", "1e400"], "alpha"),
     (["--alpha", "1/0"], "1/0"),
     (["--lam", "abc"], "abc"),
     (["--preset", "nope"], "nope"),

@@ -139,7 +139,8 @@ def test_parse_number(value, expected) -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["1/0", "abc", "", "nan", "inf", True, float("nan"), float("inf"), "1/"]
+    "bad",
+    ["1/0", "abc", "", "nan", "inf", True, float("nan"), float("inf"), "1/", "1e400", "-1e400"],
 )
 def test_parse_number_rejects(bad) -> None:
     with pytest.raises(InputError) as info:

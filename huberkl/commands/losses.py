@@ -35,7 +35,7 @@ def _alphas_override(values: list[str] | None) -> list[str]:
             value = parse_number(text, "alpha")
         except InputError:
             raise InputError(
-                f"alpha must be a number > 0 (e.g. 0.1 or 1/9), got {text!r}"
+                f"alpha must be a finite number > 0 (e.g. 0.1 or 1/9), got {text!r}"
             ) from None
         numbers.append(repr(float(value)))
     return [f"losses.alphas=[{','.join(numbers)}]"]
