@@ -229,6 +229,36 @@ def test_model_config_from_omegaconf_and_bad_keys() -> None:
         build_model(TINY, load_preset("implementation"), 0)
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "allowed"),
+    [
+        ("score_thresh", "abc", "in [0, 1]"),
+        ("score_thresh", -3, "in [0, 1]"),
+        ("nms_thresh", 1.5, "in [0, 1]"),
+        ("rpn_fg_iou_thresh", float("nan"), "in [0, 1]"),
+        ("fpn_channels", "abc", "integer >= 1"),
+        ("fpn_channels", 0, "integer >= 1"),
+        ("detections_per_img", 2.5, "integer >= 1"),
+        ("min_size", True, "integer >= 1"),
+        ("trainable_layers", -1, "integer >= 0"),
+        ("frozen_bn", "yes", "true or false"),
+        ("tiny_widths", (8, "x", 16, 32), "integers >= 1"),
+        ("aspect_ratios", ("a",), "positive numbers"),
+    ],
+)
+def test_model_config_names_a_bad_value_and_what_is_allowed(key, value, allowed) -> None:
+    """Values are checked before the model uses them: no TypeError from deep in torchvision."""
+    with pytest.raises(InputError) as info:
+        ModelConfig.from_mapping({key: value})
+    assert str(info.value).startswith(key) and allowed in str(info.value)
+    assert repr(value) in str(info.value) or str(value) in str(info.value)
+
+
+def test_model_config_takes_integers_for_thresholds_and_null_fpn() -> None:
+    cfg = ModelConfig.from_mapping({"score_thresh": 0, "nms_thresh": 1, "fpn_channels": None})
+    assert cfg.score_thresh == 0 and cfg.fpn_channels is None
+
+
 def test_explicit_anchor_sizes_and_retinanet_octaves() -> None:
     model = build_model(
         dict(TINY, arch="retinanet", anchor_sizes=[12, 24, 48, 96, 192]),

@@ -132,6 +132,8 @@ def test_bad_input_is_one_line_exit_2(checkpoint, data_root, tmp_path, monkeypat
         ([str(img)], text, "not a readable huberkl checkpoint"),
         ([str(img)], tmp_path / "missing.pt", "does not exist"),
     ]
+    bad_model = [str(img), "detect.model.score_thresh=abc"]  # a traceback from torchvision before
+    cases.append((bad_model, checkpoint, "score_thresh must be a number in [0, 1], got 'abc'"))
     for paths, ck, needle in cases:
         args = ["detect", "predict", "--checkpoint", str(ck), *paths, "--out", str(tmp_path / "o")]
         code, _, err = run(monkeypatch, capsys, *args)

@@ -46,6 +46,18 @@ from huberkl.params import Preset
 
 ARCHS = ("faster_rcnn", "retinanet")
 HEAD_NORMS = ("none", "group")
+# ModelConfig's numeric fields by what they allow (checked before any arithmetic uses them)
+COUNTS = (  # integers >= 1 (None allowed where the field's default is None)
+    "fpn_channels", "tiny_depth", "min_size", "max_size", "representation_size",
+    "rpn_pre_nms_top_n_train", "rpn_pre_nms_top_n_test", "rpn_post_nms_top_n_train",
+    "rpn_post_nms_top_n_test", "rpn_batch_size_per_image", "box_batch_size_per_image",
+    "topk_candidates", "detections_per_img",
+)  # fmt: skip
+UNIT_FRACTIONS = (  # IoU and score thresholds, sampling fractions: numbers in [0, 1]
+    "rpn_nms_thresh", "rpn_fg_iou_thresh", "rpn_bg_iou_thresh", "rpn_positive_fraction",
+    "box_fg_iou_thresh", "box_bg_iou_thresh", "box_positive_fraction", "fg_iou_thresh",
+    "bg_iou_thresh", "score_thresh", "nms_thresh",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -100,6 +112,7 @@ class ModelConfig:
     detections_per_img: int = 100  # COCO scores at most 100 per image
 
     def __post_init__(self) -> None:
+        self._check_numbers()
         if self.arch not in ARCHS:
             raise InputError(f"arch must be one of {'|'.join(ARCHS)}, got {self.arch!r}")
         if self.backbone not in BACKBONES:
@@ -123,6 +136,32 @@ class ModelConfig:
                 f"aspect_ratios must be positive numbers, got {list(self.aspect_ratios)}"
             )
 
+    def _check_numbers(self) -> None:
+        """Types and ranges first, so that ``score_thresh=abc`` is bad input, not a traceback."""
+        for name in COUNTS:
+            value = getattr(self, name)
+            if value is None and name == "fpn_channels":
+                continue
+            if not _is_int(value) or value < 1:
+                raise InputError(f"{name} must be an integer >= 1, got {value!r}")
+        for name in UNIT_FRACTIONS:
+            value = getattr(self, name)
+            if not _is_number(value) or not 0 <= value <= 1:
+                raise InputError(f"{name} must be a number in [0, 1], got {value!r}")
+        if self.trainable_layers is not None and (
+            not _is_int(self.trainable_layers) or self.trainable_layers < 0
+        ):
+            raise InputError(
+                f"trainable_layers must be an integer >= 0 or null, got {self.trainable_layers!r}"
+            )
+        if not isinstance(self.frozen_bn, bool):
+            raise InputError(f"frozen_bn must be true or false, got {self.frozen_bn!r}")
+        widths = self.tiny_widths
+        if not isinstance(widths, Sequence) or not all(_is_int(w) and w >= 1 for w in widths):
+            raise InputError(f"tiny_widths must be integers >= 1, got {widths!r}")
+        if not all(_is_number(r) for r in self.aspect_ratios):
+            raise InputError(f"aspect_ratios must be positive numbers, got {self.aspect_ratios!r}")
+
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | ModelConfig) -> ModelConfig:
         """From a dict or an OmegaConf node; an unknown key is an InputError listing the known."""
@@ -136,6 +175,14 @@ class ModelConfig:
         if unknown:
             raise InputError(f"unknown model key(s) {unknown}; allowed: {', '.join(names)}")
         return cls(**plain)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
 
 
 def _plain(value: Any) -> Any:
