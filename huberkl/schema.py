@@ -563,6 +563,20 @@ class NoiseSchema:
             raise InputError(f"noise.family: {exc}") from None
         if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):
             _refuse("seed", self.seed, "--seed must be an integer")
+        if self.pred_noise is not None:
+            self._check_pred_noise()
+
+    def _check_pred_noise(self) -> None:
+        """Every coordinate's prediction noise, > 0: the read-off divides by it."""
+        from huberkl.interpret import parse_coords
+
+        rule = "--pred-noise must be one scale > 0 or four (x,y,w,h), e.g. 1/20 or wa/10,ha/10,wa/5,ha/5"
+        try:
+            given = parse_coords(self.pred_noise, "prediction noise", scale=True)
+        except InputError:
+            _refuse("pred_noise", self.pred_noise, rule)
+        if any(v is None or v <= 0 for v in given.values()):
+            _refuse("pred_noise", self.pred_noise, rule)
 
     def _check_source(self) -> None:
         ways = [

@@ -182,6 +182,21 @@ def _coco_file(path: Path, boxes, images=None) -> str:
     return str(path)
 
 
+@pytest.mark.parametrize("given", ["1/20", "wa/20,ha/20,wa/10,ha/10"])
+def test_pred_noise_sets_every_stage_s_prediction_noise(given, monkeypatch, capsys, tmp_path):
+    code, out, err = _main(
+        monkeypatch, capsys, "noise", "--iou-agreement", "0.85", "--pred-noise", given,
+        "--format", "json", "--out", str(tmp_path / "p"),
+    )  # fmt: skip
+    assert code == 0, err
+    want = {"x": 0.05, "y": 0.05, "w": 0.05, "h": 0.05} if "," not in given else {
+        "x": 0.05, "y": 0.05, "w": 0.1, "h": 0.1}  # fmt: skip
+    for stage in json.loads(out)["settings"]["paper"]:
+        assert stage["prediction_noise"] == want
+        # λ is shared: only noise proportional to the (here equal) label noise gives settings
+        assert (stage["settings"] is None) == ("," in given), stage["note"]
+
+
 @pytest.mark.parametrize(
     ("case", "needle"),
     [
@@ -193,6 +208,9 @@ def _coco_file(path: Path, boxes, images=None) -> str:
         ("nan_residuals", "NaN"),
         ("two_ways", "give exactly one of"),
         ("missing_file", "does not exist"),
+        ("negative_pred_noise", "noise.pred_noise='-1': --pred-noise must be one scale > 0"),
+        ("zero_pred_noise", "noise.pred_noise='0': --pred-noise must be one scale > 0"),
+        ("partial_pred_noise", "noise.pred_noise='x=1/10'"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(case, needle, tmp_path, monkeypatch, capsys):
@@ -206,6 +224,9 @@ def test_bad_input_is_one_line_exit_2(case, needle, tmp_path, monkeypatch, capsy
         "nan_residuals": ["--residuals", str(tmp_path / "r.csv")],
         "two_ways": [a, "-r", a, "--iou-agreement", "0.5"],
         "missing_file": [a, "-r", str(tmp_path / "nope.json")],
+        "negative_pred_noise": ["--iou-agreement", "0.85", "--pred-noise", "-1"],
+        "zero_pred_noise": ["--iou-agreement", "0.85", "--pred-noise", "0"],
+        "partial_pred_noise": ["--iou-agreement", "0.85", "--pred-noise", "x=1/10"],
     }[case]
     (tmp_path / "r.csv").write_text("r\n0.1\nnan\n0.3\n", encoding="utf-8")
     code, out, err = _main(monkeypatch, capsys, "noise", *args, "--out", str(tmp_path / "o"))
