@@ -131,6 +131,14 @@ class ToySchema:
         _positive("toy.alpha.max", self.alpha.max)
         if self.alpha.num < 1:
             _fail("toy.alpha.num", self.alpha.num, "an integer >= 1 (the α grid is empty)")
+        if self.alpha.max < self.alpha.min or (
+            self.alpha.max == self.alpha.min and self.alpha.num > 1
+        ):
+            _fail(
+                "toy.alpha.max",
+                self.alpha.max,
+                f"a number > toy.alpha.min = {self.alpha.min!r} (the α grid runs from min to max)",
+            )
         _at_least("toy.seeds", self.seeds, 1)
         _at_least("toy.k", self.k, 1)
         if self.n < self.k:

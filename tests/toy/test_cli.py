@@ -125,6 +125,11 @@ NO_CUDA = not torch.cuda.is_available()
         (["toy.families=[]"], "empty"),
         (["toy.alpha.min=0"], "alpha.min"),
         (["toy.alpha.num=0"], "empty"),
+        (
+            ["toy.alpha.min=5", "toy.alpha.max=1"],
+            "toy.alpha.max=1.0: expected a number > toy.alpha.min",
+        ),
+        (["toy.alpha.min=2", "toy.alpha.max=2"], "toy.alpha.max=2.0"),
         (["toy.k=0"], "toy.k"),
         (["toy.n=5"], "toy.n"),
         (["toy.seeds=0"], "seeds"),
