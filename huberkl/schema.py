@@ -818,8 +818,30 @@ def describe(exc: BaseException, overrides: Any = (), prefix: str = "") -> str:
             msg = getattr(cause, "msg", None) or str(cause)
             return f"{prefix}{key}: {msg.strip().splitlines()[0]}"
         cause = cause.__cause__
+    missing = _missing_option(str(exc), overrides)
+    if missing:
+        return missing
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return f"bad override {' '.join(overrides)!r}: {first}" if overrides else first
+
+
+def _missing_option(text: str, overrides: Any) -> str | None:
+    """``toy=nope: no such toy config; allowed: paper, smoke`` from Hydra's many-line error."""
+    import re
+
+    found = re.search(r"Could not find '([^']+)/([^']+)'", text)
+    if not found:
+        return None
+    group, name = found.groups()
+    listed = re.search(rf"Available options in '{re.escape(group)}':\n((?:\t.*\n?)*)", text)
+    names = [] if listed is None else [n.strip() for n in listed.group(1).splitlines()]
+    names = [n for n in names if n and not n.endswith("schema")]  # the schemas' store entries
+    given = next(
+        (o for o in overrides if str(o).lstrip("+~").partition("=")[0].strip() == group),
+        f"{group}={name}",
+    )
+    allowed = f"allowed: {', '.join(names)}" if names else f"conf/{group}/ has no such file"
+    return f"{given}: no such {group} config; {allowed}"
 
 
 def check(cfg: Any) -> None:

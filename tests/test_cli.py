@@ -144,6 +144,12 @@ def test_report_without_a_reproduction_is_bad_input(monkeypatch, capsys):
     assert "no reproduction" in one_error_line(err)
 
 
+def test_report_of_an_unknown_scale_names_the_known_ones(monkeypatch, capsys):
+    code, _, err = run(monkeypatch, capsys, "report", "--scale", "huge")
+    assert code == 2
+    assert "scale=huge: no such scale config; allowed: cpu, full, smoke" in one_error_line(err)
+
+
 @pytest.mark.parametrize(
     "call",
     [

@@ -60,6 +60,12 @@ def _bad(monkeypatch, capsys, tmp_path, *args: str) -> str:
         (["losses", "losses.nope=1"], ["losses.nope", "LossesSchema"]),
         (["data", "synth", "+data.synth.nope=1"], ["data.synth.nope", "unknown key"]),
         (["interpret", "-p", "exp-a", "+params.nope=1"], ["params.nope", "unknown key"]),
+        # a group option that does not exist: which override, and the options there are
+        (
+            ["toy", "toy=nope", "toy.seeds=1"],
+            ["error: toy=nope: no such toy config; allowed: paper, smoke"],
+        ),
+        (["detect", "detect=nope"], ["detect=nope:", "allowed: coco, ", " quick, retinanet"]),
     ],
 )
 def test_bad_override_is_one_line_naming_the_key(monkeypatch, capsys, tmp_path, args, needles):

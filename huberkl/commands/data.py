@@ -31,7 +31,11 @@ def synth(
     size: Annotated[int | None, _opt("--size", "Image side in pixels (default: config).")] = None,
     seed: Annotated[int | None, _opt("--seed", "Data seed (default: config).")] = None,
     noise: Annotated[
-        str | None, _opt("--noise", "Train-box noise: laplace | gaussian | none.")
+        str | None,
+        _opt(
+            "--noise",
+            "Train-box noise: laplace | gaussian | none (--noise-model targets: also logistic, cauchy).",
+        ),
     ] = None,
     noise_scale: Annotated[
         float | None, _opt("--noise-scale", "Edge-move scale, times box width/height.")

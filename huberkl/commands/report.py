@@ -28,6 +28,7 @@ def report(
     from huberkl import config, reproduce
     from huberkl.report import build_report, export_reference
 
+    plan = reproduce.load_plan(scale, overrides=list(overrides or []))  # names the known scales
     root = reproduce.ROOT / scale
     if not root.is_dir():
         raise InputError(
@@ -37,7 +38,6 @@ def report(
     config.check_writable(out if out is not None else root.parent.parent, "--out")
     if reference is not None:
         _check_reference(reference)
-    plan = reproduce.load_plan(scale, overrides=list(overrides or []))
     steps = reproduce.all_steps(plan, root)
     md = build_report(root, steps, plan, elapsed=None, dest=out)
     typer.echo(f"report: {md}")

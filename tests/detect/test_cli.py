@@ -55,11 +55,13 @@ def test_detect_defaults_to_train(monkeypatch, capsys):
         (["detect", "evaluate", "--checkpoint", "missing.pt"], "missing.pt"),
         (["detect", "evaluate", "--checkpoint", "x.pt", "--split", "test"], "--split"),
         (["detect", "summarize", "no-such-folder"], "no-such-folder"),
+        (["detect", "summarize", "notes.txt"], "notes.txt: is a file; give the sweep folder"),
         (["detect", "--out", "r", "detect.batch_size=0"], "detect.batch_size=0"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(args, needle, monkeypatch, capsys, tmp_path):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("x", encoding="utf-8")
     code, _, err = run(args, monkeypatch, capsys)
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and needle in err, err

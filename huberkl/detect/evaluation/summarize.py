@@ -281,6 +281,8 @@ def summarize(root: str | Path, out_dir: str | Path | None = None) -> tuple[list
     from huberkl import config
 
     root = Path(root)
+    if root.exists() and not root.is_dir():  # before --out, which defaults to it
+        raise InputError(f"{root}: is a file; give the sweep folder that holds the runs")
     out = config.check_writable(out_dir if out_dir is not None else root)
     rows = collect(root)
     out.mkdir(parents=True, exist_ok=True)
