@@ -298,3 +298,15 @@ def test_checkpoint_config_applies_overrides_and_moves_paths(data_root, tmp_path
     assert moved.detect.eval_batch_size == 3 and moved.params.name == "exp-c"
     assert moved.detect.model.fpn_channels == 16  # the tiny model, not the default
     assert runs.checkpoint_config(state, ["params=exp-a"]).params.name == "exp-a"
+    # A preset found on a search path (as `huberkl noise` writes one; the reproduction's
+    # sweep resumes so): hydra.* shapes the composition, it is not a key of the run config.
+    from huberkl.paths import CONF_DIR
+
+    (tmp_path / "sp" / "params").mkdir(parents=True)
+    text = (CONF_DIR / "params" / "exp-b.yaml").read_text(encoding="utf-8")
+    (tmp_path / "sp" / "params" / "mine.yaml").write_text(
+        text.replace("name: exp-b", "name: mine"), encoding="utf-8"
+    )
+    found = [f"hydra.searchpath=[file://{tmp_path / 'sp'}]", "params=mine"]
+    resumed = runs.checkpoint_config(state, found)
+    assert resumed.params.name == "mine" and "hydra" not in resumed

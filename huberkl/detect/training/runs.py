@@ -217,6 +217,8 @@ def checkpoint_config(state: Mapping[str, Any], overrides: Sequence[str] = ()) -
     except HydraException as exc:
         raise InputError(f"bad override: {str(exc).strip().splitlines()[0]}") from None
     for o in parsed:
+        if o.is_hydra_override():  # hydra.searchpath shaped ``composed``; it is not in a run config
+            continue
         key = o.key_or_group.replace("/", ".")
         if o.is_delete():
             parent, _, leaf = key.rpartition(".")
