@@ -131,10 +131,6 @@ class ModelConfig:
             raise InputError(
                 f"need 0 < min_size <= max_size, got min_size={self.min_size}, max_size={self.max_size}"
             )
-        if not self.aspect_ratios or any(r <= 0 for r in self.aspect_ratios):
-            raise InputError(
-                f"aspect_ratios must be positive numbers, got {list(self.aspect_ratios)}"
-            )
 
     def _check_numbers(self) -> None:
         """Types and ranges first, so that ``score_thresh=abc`` is bad input, not a traceback."""
@@ -159,8 +155,9 @@ class ModelConfig:
         widths = self.tiny_widths
         if not isinstance(widths, Sequence) or not all(_is_int(w) and w >= 1 for w in widths):
             raise InputError(f"tiny_widths must be integers >= 1, got {widths!r}")
-        if not all(_is_number(r) for r in self.aspect_ratios):
-            raise InputError(f"aspect_ratios must be positive numbers, got {self.aspect_ratios!r}")
+        ratios = self.aspect_ratios
+        if not ratios or not all(_is_number(r) and r > 0 for r in ratios):
+            raise InputError(f"aspect_ratios must be positive numbers, got {ratios!r}")
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | ModelConfig) -> ModelConfig:
