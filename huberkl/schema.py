@@ -24,14 +24,13 @@ that no YAML lists without Hydra's ``+`` (any other key is refused while composi
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from omegaconf import MISSING
 
-from huberkl.errors import InputError
+from huberkl.errors import InputError, is_integer, is_number
 
 Number = int | float  # keeps ``16`` an int in the resolved config (a float field writes 16.0)
 
@@ -48,12 +47,12 @@ def _fail(key: str, value: Any, expected: str) -> None:
 
 def _at_least(key: str, value: Any, least: int) -> None:
     # the type too: a schema object built in Python (not composed) may hold anything
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+    if not is_integer(value) or value < least:
         _fail(key, value, f"an integer >= {least}")
 
 
 def _positive(key: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if not is_number(value):
         _fail(key, value, "a number > 0")
     if not (math.isfinite(value) and value > 0):
         _fail(key, value, "a number > 0")
@@ -145,8 +144,11 @@ class ToySchema:
             _fail("toy.n", self.n, f"an integer >= toy.k = {self.k} (training points)")
         _at_least("toy.n_test", self.n_test, 1)
         _positive("toy.delta", self.delta)
-        numbers = all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in self.theta)
-        if not self.theta or not numbers or not all(math.isfinite(t) for t in self.theta):
+        if (
+            not self.theta
+            or not all(is_number(t) for t in self.theta)
+            or not all(math.isfinite(t) for t in self.theta)
+        ):
             _fail("toy.theta", self.theta, "a non-empty list of finite numbers")
         if self.solver not in TOY_SOLVERS:
             raise InputError(f"unknown solver {self.solver!r}; allowed: {', '.join(TOY_SOLVERS)}")
@@ -555,21 +557,21 @@ class NoiseSchema:
             _refuse("format", self.format, f"--format must be one of {'|'.join(NOISE_FORMATS)}")
         if self.reference_kind not in MODES:
             _refuse("reference_kind", self.reference_kind, "--reference-kind must be gold or peer")
-        if isinstance(self.resamples, bool) or not isinstance(self.resamples, numbers.Integral):
+        if not is_integer(self.resamples):
             _refuse("resamples", self.resamples, "--resamples must be an integer >= 0")
         if self.resamples < 0:
             _refuse("resamples", self.resamples, "--resamples must be >= 0")
         self._check_source()
-        if not _real(self.min_iou) or not 0.0 < self.min_iou <= 1.0:
+        if not is_number(self.min_iou) or not 0.0 < self.min_iou <= 1.0:
             _refuse("min_iou", self.min_iou, "--min-iou must be in (0, 1]")
         q = self.iou_agreement
-        if q is not None and (not _real(q) or not 0.0 < q <= 1.0):
+        if q is not None and (not is_number(q) or not 0.0 < q <= 1.0):
             _refuse("iou_agreement", q, "--iou-agreement must be in (0, 1]")
         try:
             check_family(self.family)
         except InputError as exc:
             raise InputError(f"noise.family: {exc}") from None
-        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):
+        if not is_integer(self.seed):
             _refuse("seed", self.seed, "--seed must be an integer")
         if self.pred_noise is not None:
             self._check_pred_noise()
@@ -603,10 +605,6 @@ class NoiseSchema:
                 f"noise.annotations={self.annotations!r}, noise.reference={self.reference!r}: "
                 "ANN.json and --reference REF.json go together"
             )
-
-
-def _real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _refuse(key: str, value: Any, rule: str) -> None:
@@ -748,7 +746,7 @@ class ScaleSchema:
         if any(a < 0 for a in self.sweep.alphas):
             _fail("scale.sweep.alphas", self.sweep.alphas, "multiples >= 0 (0: an L1 loss)")
         n = self.detect.nproc
-        if n != "auto" and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        if n != "auto" and (not is_integer(n) or n < 1):
             _fail("scale.detect.nproc", n, "an integer >= 1 or auto")
         self._check_parts()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -257,6 +258,12 @@ def test_model_config_names_a_bad_value_and_what_is_allowed(key, value, allowed)
 def test_model_config_takes_integers_for_thresholds_and_null_fpn() -> None:
     cfg = ModelConfig.from_mapping({"score_thresh": 0, "nms_thresh": 1, "fpn_channels": None})
     assert cfg.score_thresh == 0 and cfg.fpn_channels is None
+    # numpy scalars (a config built from arrays) are numbers; bools and NaN are not
+    cfg = ModelConfig.from_mapping({"fpn_channels": np.int64(64), "score_thresh": np.float32(0.5)})
+    assert cfg.fpn_channels == 64
+    for key, value in (("fpn_channels", True), ("score_thresh", float("nan"))):
+        with pytest.raises(InputError, match=key):
+            ModelConfig.from_mapping({key: value})
 
 
 def test_explicit_anchor_sizes_and_retinanet_octaves() -> None:

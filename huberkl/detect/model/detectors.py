@@ -41,7 +41,7 @@ from huberkl.detect.model.apply import apply_params
 from huberkl.detect.model.backbones import BACKBONES, build_backbone
 from huberkl.detect.model.boxloss import ENCODINGS
 from huberkl.detect.model.weights import BN_COUNTER, load_model_weights, read_state_dict
-from huberkl.errors import InputError
+from huberkl.errors import InputError, is_integer, is_number
 from huberkl.params import Preset
 
 ARCHS = ("faster_rcnn", "retinanet")
@@ -138,14 +138,14 @@ class ModelConfig:
             value = getattr(self, name)
             if value is None and name == "fpn_channels":
                 continue
-            if not _is_int(value) or value < 1:
+            if not is_integer(value) or value < 1:
                 raise InputError(f"{name} must be an integer >= 1, got {value!r}")
         for name in UNIT_FRACTIONS:
             value = getattr(self, name)
-            if not _is_number(value) or not 0 <= value <= 1:
+            if not is_number(value) or not 0 <= value <= 1:
                 raise InputError(f"{name} must be a number in [0, 1], got {value!r}")
         if self.trainable_layers is not None and (
-            not _is_int(self.trainable_layers) or self.trainable_layers < 0
+            not is_integer(self.trainable_layers) or self.trainable_layers < 0
         ):
             raise InputError(
                 f"trainable_layers must be an integer >= 0 or null, got {self.trainable_layers!r}"
@@ -153,10 +153,10 @@ class ModelConfig:
         if not isinstance(self.frozen_bn, bool):
             raise InputError(f"frozen_bn must be true or false, got {self.frozen_bn!r}")
         widths = self.tiny_widths
-        if not isinstance(widths, Sequence) or not all(_is_int(w) and w >= 1 for w in widths):
+        if not isinstance(widths, Sequence) or not all(is_integer(w) and w >= 1 for w in widths):
             raise InputError(f"tiny_widths must be integers >= 1, got {widths!r}")
         ratios = self.aspect_ratios
-        if not ratios or not all(_is_number(r) and r > 0 for r in ratios):
+        if not ratios or not all(is_number(r) and r > 0 for r in ratios):
             raise InputError(f"aspect_ratios must be positive numbers, got {ratios!r}")
 
     @classmethod
@@ -172,14 +172,6 @@ class ModelConfig:
         if unknown:
             raise InputError(f"unknown model key(s) {unknown}; allowed: {', '.join(names)}")
         return cls(**plain)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
 
 
 def _plain(value: Any) -> Any:
@@ -281,7 +273,7 @@ def build_model(
     Train mode returns torchvision's loss dict; eval mode detections with labels 1..C.
     """
     cfg = ModelConfig.from_mapping(model_cfg)
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+    if not is_integer(num_classes) or num_classes < 1:
         raise InputError(
             f"num_classes must be the number of object categories (>= 1), got {num_classes!r}"
         )
