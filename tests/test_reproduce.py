@@ -502,6 +502,7 @@ def test_a_sweep_set_names_its_best_alpha_only_once_its_grid_has_run(tmp_path):
     assert "| 0.01 | not yet: 2 of 4 α values trained | – | 0.01 | – |" in text
     row = next(line for line in text.splitlines() if line.startswith("| 0.02 | α × 4"))
     assert "(seeds 0: those every α has run)" in row
+    assert row.endswith("| L1 (α → 0), α × ¼, matched |")  # one seed: no interval, all tie
 
 
 def test_a_sweep_set_where_nothing_is_learnt_tests_nothing(tmp_path):
@@ -509,6 +510,7 @@ def test_a_sweep_set_where_nothing_is_learnt_tests_nothing(tmp_path):
     for s in SCALES[:3]:
         ap |= {f"sweep-{s}-matched": 0.6, f"sweep-{s}-alpha-x0.25": 0.55}
     ap |= {"sweep-0.02-alpha-x4": 0.7}  # the optimum beyond the grid at 0.02
+    ap |= {"sweep-0.05-alpha-x4": 0.6}  # as good as matched at 0.05: not told apart
     ap |= {f"sweep-0.2-{v}": 0.01 for v in ("matched", "alpha-x0.25", "alpha-x4", "l1")}
     ap["sweep-0.2-implementation"] = ap["sweep-0.2-implementation-alpha"] = 0.02
     text = _report(tmp_path, ap, sweep=True)
@@ -520,6 +522,10 @@ def test_a_sweep_set_where_nothing_is_learnt_tests_nothing(tmp_path):
     assert moves.split(" | ")[1] == want
     assert "| 0.2 | no signal: mAP@0.75 < 5 for every setting | – |" in text
     assert "| 0.02 | α × 4 (the grid's edge: the optimum may lie beyond) | 0.0800 |" in text
+    best = text.split("**Best α per set**")[1].splitlines()
+    row = {ln.split(" | ")[0]: ln for ln in best if ln.startswith("| 0.")}
+    assert row["| 0.02"].endswith("| none |")  # 10 points above the rest, SD 0.3: a finding
+    assert row["| 0.05"].endswith(("| α × 4 |", "| matched |"))  # the other of the two
 
 
 def test_sets_less_than_16x_apart_cannot_show_that_the_best_alpha_moves(tmp_path):

@@ -287,7 +287,7 @@ def _best_alpha(
             what = f"not yet: {len(trained)} of {len(VARIANTS)} α values trained"
             if len(trained) == len(VARIANTS):
                 what = "not yet: no seed that every α value has run"
-            best_rows.append([f"{s:g}", what, "–", f"{s * shape[0]:g}", "–"])
+            best_rows.append([f"{s:g}", what, "–", f"{s * shape[0]:g}", "–", "–"])
             continue
         means = {
             (v, mult, label): sum(got[v][k] for k in shared) / len(shared)
@@ -296,15 +296,18 @@ def _best_alpha(
         (v, mult, label), top = max(means.items(), key=lambda kv: kv[1])
         sx = (measured_noise(doc.root, s).get("x") or {}).get("scale", math.nan)
         if s in mute:
-            best_rows.append([f"{s:g}", NO_SIGNAL, "–", f"{s * shape[0]:g}", f"{100 * top:.1f}"])
+            best_rows.append(
+                [f"{s:g}", NO_SIGNAL, "–", f"{s * shape[0]:g}", f"{100 * top:.1f}", "–"]
+            )
             continue
         if v in (VARIANTS[0][0], VARIANTS[-1][0]):
             label += " (the grid's edge: the optimum may lie beyond)"
         if any(len(vals) > len(shared) for vals in got.values()):
             label += f" (seeds {', '.join(map(str, sorted(shared)))}: those every α has run)"
         best.append((s, mult * sx))
+        ties = _ties(v, {w: {k: got[w][k] for k in shared} for w, _, _ in VARIANTS})
         best_rows.append(
-            [f"{s:g}", label, f"{mult * sx:.4f}", f"{s * shape[0]:g}", f"{100 * top:.1f}"]
+            [f"{s:g}", label, f"{mult * sx:.4f}", f"{s * shape[0]:g}", f"{100 * top:.1f}", ties]
         )
     header = [
         "set",
@@ -312,14 +315,29 @@ def _best_alpha(
         "its α·σx",
         "α·σx if it equals the injected x scale",
         "mAP@0.75",
+        "not told apart from it",
     ]
     doc.add(
         "**Best α per set** (by mean mAP@0.75 over the seeds every α has run; the grid is L1, ¼, 1, "
-        "4 times the matched α):\n"
+        "4 times the matched α; *not told apart*: the α values whose paired 95% interval against "
+        "the best contains 0, so the best is a point estimate, not a finding, where any are "
+        "listed):\n"
     )
     doc.add(markdown_table(header, best_rows))
     save_table(doc.dest, "sweep_best", header, best_rows)
     return best
+
+
+def _ties(best: str, ap75: dict[str, dict[int, float]]) -> str:
+    """The α values whose paired interval against ``best`` contains zero ("none" if the best
+    beats every other α). One shared seed gives an unbounded interval: all tie."""
+    labels = {v: label for v, _, label in VARIANTS}
+    tied = [
+        labels[v]
+        for v, vals in ap75.items()
+        if v != best and not stats.paired(ap75[best], vals).excludes_zero()
+    ]
+    return ", ".join(tied) or "none"
 
 
 def figure(
