@@ -272,7 +272,7 @@ def _best_alpha(
     scales: list[float],
     mute: list[float],
     shape: list[float],
-) -> list[tuple[float, float]]:
+) -> list[tuple[float, float, float, float]]:
     """The best α per scale (by mean mAP@0.75 over the seeds every α of the grid has run),
     beside the reading α·σ = scale. A set whose grid is not complete names no best yet: the
     best of the α values trained so far says nothing about the ones still to come."""
@@ -304,10 +304,12 @@ def _best_alpha(
             label += " (the grid's edge: the optimum may lie beyond)"
         if any(len(vals) > len(shared) for vals in got.values()):
             label += f" (seeds {', '.join(map(str, sorted(shared)))}: those every α has run)"
-        best.append((s, mult * sx))
-        ties = _ties(v, {w: {k: got[w][k] for k in shared} for w, _, _ in VARIANTS})
+        tied = _ties(v, {w: {k: got[w][k] for k in shared} for w, _, _ in VARIANTS})
+        span = [m * sx for w, m, _ in VARIANTS if w == v or w in tied]
+        best.append((s, mult * sx, min(span), max(span)))
+        names = ", ".join(label for w, _, label in VARIANTS if w in tied) or "none"
         best_rows.append(
-            [f"{s:g}", label, f"{mult * sx:.4f}", f"{s * shape[0]:g}", f"{100 * top:.1f}", ties]
+            [f"{s:g}", label, f"{mult * sx:.4f}", f"{s * shape[0]:g}", f"{100 * top:.1f}", names]
         )
     header = [
         "set",
@@ -328,16 +330,14 @@ def _best_alpha(
     return best
 
 
-def _ties(best: str, ap75: dict[str, dict[int, float]]) -> str:
-    """The α values whose paired interval against ``best`` contains zero ("none" if the best
+def _ties(best: str, ap75: dict[str, dict[int, float]]) -> list[str]:
+    """The α values whose paired interval against ``best`` contains zero (none if the best
     beats every other α). One shared seed gives an unbounded interval: all tie."""
-    labels = {v: label for v, _, label in VARIANTS}
-    tied = [
-        labels[v]
+    return [
+        v
         for v, vals in ap75.items()
         if v != best and not stats.paired(ap75[best], vals).excludes_zero()
     ]
-    return ", ".join(tied) or "none"
 
 
 def figure(
@@ -345,7 +345,8 @@ def figure(
 ) -> bool:
     """AP75 and AP against α (multiples of the matched α; L1 at the left) per set, with
     95% intervals, the fixed presets as dashed lines; and the best α·σx against the
-    injected scale beside the reading α·σ = scale."""
+    injected scale beside the reading α·σ = scale, its bar spanning the α values not told
+    apart from it (no line joins the sets: a best that ties is no trend)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -379,8 +380,21 @@ def figure(
         ax.legend(fontsize=8)
     ax = axes[2]
     if best:
-        inj = [s * shape[0] for s, _ in best]
-        ax.plot(inj, [max(b, 1e-4) for _, b in best], "o-", label="best α·σx (L1 drawn at 1e-4)")
+        floor = 1e-4  # where L1 (α·σ = 0) is drawn on the log axis
+        inj = [s * shape[0] for s, *_ in best]
+        y, lo_y, hi_y = ([max(b[i], floor) for b in best] for i in (1, 2, 3))
+        err = [
+            [a - b for a, b in zip(y, lo_y, strict=True)],
+            [b - a for a, b in zip(y, hi_y, strict=True)],
+        ]
+        ax.errorbar(
+            inj,
+            y,
+            yerr=err,
+            fmt="o",
+            capsize=4,
+            label=f"best α·σx; bar: the α values not told apart from it (L1 drawn at {floor:g})",
+        )
         lo, hi = min(inj) / 2, max(inj) * 2
         ax.plot([lo, hi], [lo, hi], "k:", label="α·σ = injected scale (the paper's reading)")
         ax.set_xscale("log")
