@@ -275,7 +275,8 @@ def _best_alpha(
 ) -> list[tuple[float, float, float, float]]:
     """The best α per scale (by mean mAP@0.75 over the seeds every α of the grid has run),
     beside the reading α·σ = scale. A set whose grid is not complete names no best yet: the
-    best of the α values trained so far says nothing about the ones still to come."""
+    best of the α values trained so far says nothing about the ones still to come. Returns
+    ``(scale, best α·σx, least and greatest α·σx not told apart from it)`` per named best."""
     best_rows, best = [], []
     for s in scales:
         got = {v: runs.values(f"sweep-{s:g}-{v}", "AP75") for v, _, _ in VARIANTS}
@@ -393,7 +394,7 @@ def figure(
             yerr=err,
             fmt="o",
             capsize=4,
-            label=f"best α·σx; bar: the α values not told apart from it (L1 drawn at {floor:g})",
+            label=f"best α·σx; bar: α values not told apart (L1 at {floor:g})",
         )
         lo, hi = min(inj) / 2, max(inj) * 2
         ax.plot([lo, hi], [lo, hi], "k:", label="α·σ = injected scale (the paper's reading)")
@@ -401,6 +402,6 @@ def figure(
         ax.set_yscale("log")
         ax.set_xlabel("injected label-noise scale (x)")
         ax.set_ylabel("α·σx of the best setting")
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left")
     save_figure(fig, path)
     return True
