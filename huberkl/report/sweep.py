@@ -402,6 +402,7 @@ def figure(
         ax.set_yscale("log")
         ax.set_xlabel("injected label-noise scale (x)")
         ax.set_ylabel("α·σx of the best setting")
+        ax.set_ylim(top=10 * max(*hi_y, hi))  # headroom for the legend
         ax.legend(fontsize=8, loc="upper left")
     save_figure(fig, path)
     return True
