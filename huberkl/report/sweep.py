@@ -380,6 +380,7 @@ def figure(
         ax.set_ylabel(f"{key} (%)")
         ax.legend(fontsize=8)
     ax = axes[2]
+    best = [b for b in best if all(map(math.isfinite, b))]  # σx not measured: nothing to draw
     if best:
         floor = 1e-4  # where L1 (α·σ = 0) is drawn on the log axis
         inj = [s * shape[0] for s, *_ in best]
