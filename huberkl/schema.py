@@ -52,9 +52,7 @@ def _at_least(key: str, value: Any, least: int) -> None:
 
 
 def _positive(key: str, value: Any) -> None:
-    if not is_number(value):
-        _fail(key, value, "a number > 0")
-    if not (math.isfinite(value) and value > 0):
+    if not (is_number(value) and math.isfinite(value) and value > 0):
         _fail(key, value, "a number > 0")
 
 
@@ -144,11 +142,7 @@ class ToySchema:
             _fail("toy.n", self.n, f"an integer >= toy.k = {self.k} (training points)")
         _at_least("toy.n_test", self.n_test, 1)
         _positive("toy.delta", self.delta)
-        if (
-            not self.theta
-            or not all(is_number(t) for t in self.theta)
-            or not all(math.isfinite(t) for t in self.theta)
-        ):
+        if not self.theta or not all(is_number(t) and math.isfinite(t) for t in self.theta):
             _fail("toy.theta", self.theta, "a non-empty list of finite numbers")
         if self.solver not in TOY_SOLVERS:
             raise InputError(f"unknown solver {self.solver!r}; allowed: {', '.join(TOY_SOLVERS)}")
